@@ -1,0 +1,443 @@
+"""``MessageService``: the only place that loads and saves messages.
+
+Commands load a :class:`~msgstate.Message`, let it decide, and save the one event
+it emits; a save that loses an optimistic-concurrency race is reloaded and decided
+again. Queries read the aggregate's stream. Storage is chosen by one URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.utils import Environment
+
+from msgstate import _validate as check
+from msgstate.domain import Message
+from msgstate.errors import (
+    ConcurrencyConflict,
+    DuplicateMessage,
+    InvalidArgument,
+    MessageNotFound,
+    StorageError,
+)
+from msgstate.policy import Decision, ResendPolicy
+from msgstate.views import HistoryEntry, MessageView, view_of
+
+__all__ = ["DATABASE_URL_ENV", "MessageService", "persistence_env"]
+
+DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
+"""The environment variable read when ``MessageService.open`` gets no URL."""
+
+CONFLICT_RETRIES = 3
+"""How many times a command that lost a race is reloaded and decided again."""
+
+Clock = Callable[[], datetime]
+
+_EVENT_BASE_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic", "at"}
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def persistence_env(url: str) -> dict[str, str]:
+    """The eventsourcing settings for a msgstate database URL.
+
+    ``memory://``; ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``
+    or ``sqlite:///:memory:``. Raises :class:`InvalidArgument` naming the URL.
+    """
+    if not isinstance(url, str):
+        raise InvalidArgument(f"database URL must be a str, got {url!r}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        if url.rstrip("/") not in ("memory:", "memory:/") and parts.netloc + parts.path:
+            raise InvalidArgument(f"database URL {url!r}: use exactly 'memory://'")
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if scheme == "sqlite":
+        return _sqlite_env(url)
+    if scheme in ("postgresql", "postgres"):
+        raise InvalidArgument(
+            f"database URL {_redact(url)!r}: PostgreSQL is not supported yet"
+        )
+    raise InvalidArgument(
+        f"database URL {_redact(url)!r} has an unknown scheme {parts.scheme!r}; "
+        "use memory://, sqlite:///path/to/file.db or sqlite:///:memory:"
+    )
+
+
+def _sqlite_env(url: str) -> dict[str, str]:
+    prefix = "sqlite:///"
+    if not url.lower().startswith(prefix) or len(url) == len(prefix):
+        raise InvalidArgument(
+            f"database URL {url!r}: write sqlite:///relative/path.db, "
+            "sqlite:////absolute/path.db or sqlite:///:memory:"
+        )
+    path = url[len(prefix) :]
+    if path == ":memory:":
+        # A private in-memory database for this service (shared by its connections).
+        dbname = f"file:msgstate-{uuid4().hex}?mode=memory&cache=shared"
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": dbname}
+    if "?" in path or "#" in path or "\x00" in path:
+        raise InvalidArgument(f"database URL {url!r}: query strings are not supported")
+    file = Path(path)
+    if file.is_dir():
+        raise InvalidArgument(f"database URL {url!r} names a directory, not a file")
+    if not file.parent.is_dir():
+        raise InvalidArgument(
+            f"database URL {url!r}: directory {str(file.parent)!r} does not exist"
+        )
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(file),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+@contextmanager
+def _storage_errors(where: str) -> Iterator[None]:
+    """Translate the store's own errors into :class:`StorageError`."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except (PersistenceError, OSError) as error:
+        raise StorageError(f"store {where}: {error}") from None
+
+
+class MessageService(Application[UUID]):
+    """Records what a transport reports about messages and decides resends.
+
+    Open one with :meth:`open`. Every command validates its arguments, loads the
+    message, lets it decide, and saves at most one event; every refusal is a
+    :class:`~msgstate.MsgStateError` and writes nothing.
+    """
+
+    name = "msgstate"
+    env: ClassVar[dict[str, str]] = {}
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        policy: ResendPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if policy is not None and not isinstance(policy, ResendPolicy):
+            raise InvalidArgument(f"policy must be a ResendPolicy, got {policy!r}")
+        if clock is not None and not callable(clock):
+            raise InvalidArgument(f"clock must be callable, got {clock!r}")
+        self._policy = ResendPolicy() if policy is None else policy
+        self._clock: Clock = _utc_now if clock is None else clock
+        settings = dict(env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        self._where = settings.get("SQLITE_DBNAME", "memory")
+        with _storage_errors(self._where):
+            super().__init__(env=settings)
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        policy: ResendPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> MessageService:
+        """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
+
+        ``clock`` returns aware datetimes (converted to UTC); it is the only source
+        of domain time, so tests and replays can control it.
+        """
+        if url is None:
+            url = os.environ.get(DATABASE_URL_ENV) or "memory://"
+        return cls(persistence_env(url), policy=policy, clock=clock)
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # The URL is authoritative: eventsourcing's own environment variables
+        # (PERSISTENCE_MODULE, MSGSTATE_SQLITE_DBNAME, ...) must not redirect storage.
+        return Environment(name, dict(env or {}))
+
+    @property
+    def policy(self) -> ResendPolicy:
+        """The resend policy used for decisions and policy-dependent view fields."""
+        return self._policy
+
+    def now(self) -> datetime:
+        """The service clock's current time, as an aware UTC datetime."""
+        return check.aware_datetime("clock()", self._clock())
+
+    # -- commands --
+
+    def create(
+        self,
+        msg_id: str,
+        *,
+        sender: str,
+        user_id: str | None = None,
+        group_id: str | None = None,
+        elem_type: int = 1,
+        priority: int = 0,
+        online_user_only: bool = False,
+        need_read_receipt: bool = False,
+        cloud_custom_data: str = "",
+        content: Mapping[str, Any] | None = None,
+    ) -> MessageView:
+        """Record a new message whose first send (attempt 1) has started.
+
+        Creating again with identical fields returns the existing message; with
+        different fields raises :class:`DuplicateMessage`.
+        """
+        fields: dict[str, Any] = {
+            "sender": check.identifier("sender", sender),
+            "user_id": check.optional_identifier("user_id", user_id),
+            "group_id": check.optional_identifier("group_id", group_id),
+            "elem_type": check.integer("elem_type", elem_type, 0, 255),
+            "priority": check.integer("priority", priority, 0, 3),
+            "online_user_only": check.flag("online_user_only", online_user_only),
+            "need_read_receipt": check.flag("need_read_receipt", need_read_receipt),
+            "cloud_custom_data": check.cloud_custom_data(cloud_custom_data),
+            "content": check.content_json(content),
+        }
+        msg_id = check.identifier("msg_id", msg_id)
+        if fields["user_id"] is None and fields["group_id"] is None:
+            raise InvalidArgument("give user_id (C2C), group_id (group) or both")
+        message = Message(msg_id=msg_id, at=self.now(), **fields)
+        try:
+            with _storage_errors(self._where):
+                self.save(message)
+        except IntegrityError:
+            existing = self._load(msg_id)
+            if not existing.same_creation(**fields):
+                raise DuplicateMessage(
+                    f"message {msg_id!r} exists with different fields"
+                ) from None
+            message = existing
+        return view_of(message, self._policy)
+
+    def record_failure(
+        self,
+        msg_id: str,
+        *,
+        code: int,
+        desc: str = "",
+        attempt: int | None = None,
+        retry_after: float | None = None,
+    ) -> MessageView:
+        """Record that send ``attempt`` (default: the current one) failed.
+
+        A report for an older attempt, a repeated report, or one after delivery
+        changes nothing and returns the current view.
+        """
+        msg_id = check.identifier("msg_id", msg_id)
+        code = check.error_code(code)
+        desc = check.text("desc", desc, max_chars=check.MAX_DESC_CHARS)
+        checked_attempt = check.attempt(attempt)
+        seconds = check.retry_after(retry_after)
+        return self._update(
+            msg_id,
+            lambda message: message.record_failure(
+                code=code,
+                desc=desc,
+                attempt=checked_attempt,
+                retry_after=seconds,
+                at=self.now(),
+            ),
+        )
+
+    def resend(
+        self,
+        msg_id: str,
+        *,
+        request_id: str | None = None,
+        online_user_only: bool | None = None,
+        actor: str | None = None,
+    ) -> MessageView:
+        """Start the next send if the policy allows it now (:class:`ResendRefused`).
+
+        A ``request_id`` already accepted for this message returns the current view
+        and writes nothing, whatever the status is now; without one, a fresh id is
+        made and the call is not idempotent. ``online_user_only=None`` keeps the
+        option in force.
+        """
+        msg_id = check.identifier("msg_id", msg_id)
+        request_id = (
+            uuid4().hex
+            if request_id is None
+            else check.identifier("request_id", request_id)
+        )
+        only_online = (
+            None
+            if online_user_only is None
+            else check.flag("online_user_only", online_user_only)
+        )
+        who = check.optional_identifier("actor", actor)
+        return self._update(
+            msg_id,
+            lambda message: message.request_resend(
+                policy=self._policy,
+                now=self.now(),
+                request_id=request_id,
+                actor=who,
+                online_user_only=only_online,
+            ),
+        )
+
+    def record_delivery(
+        self,
+        msg_id: str,
+        *,
+        seq: str,
+        server_time: datetime | None = None,
+        attempt: int | None = None,
+    ) -> MessageView:
+        """Record the server's acknowledgement, possibly late (after a failure).
+
+        Repeating it with the same ``seq`` changes nothing; another ``seq`` raises
+        :class:`DeliveryConflict`.
+        """
+        msg_id = check.identifier("msg_id", msg_id)
+        seq = check.text("seq", seq, max_chars=check.MAX_SEQ_CHARS, allow_empty=False)
+        when = (
+            None
+            if server_time is None
+            else check.aware_datetime("server_time", server_time)
+        )
+        checked_attempt = check.attempt(attempt)
+
+        def deliver(message: Message) -> None:
+            now = self.now()
+            message.record_delivery(
+                seq=seq,
+                server_time=now if when is None else when,
+                attempt=checked_attempt,
+                at=now,
+            )
+
+        return self._update(msg_id, deliver)
+
+    # -- queries --
+
+    def get(self, msg_id: str) -> MessageView:
+        """The message as it is now."""
+        return view_of(self._load(check.identifier("msg_id", msg_id)), self._policy)
+
+    def check_resend(self, msg_id: str) -> Decision:
+        """What :meth:`resend` would decide now, without writing anything."""
+        view = self.get(msg_id)
+        return self._policy.decide(view, self.now())
+
+    def history(self, msg_id: str) -> list[HistoryEntry]:
+        """Every recorded event of the message, oldest first."""
+        msg_id = check.identifier("msg_id", msg_id)
+        events = self._events(msg_id)
+        if not events:
+            raise MessageNotFound(f"message {msg_id!r} not found")
+        return [_history_entry(e) for e in events]
+
+    def get_at(
+        self,
+        msg_id: str,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+    ) -> MessageView:
+        """The message as it was after ``version``, or at domain time ``at``.
+
+        ``at`` selects the longest prefix of events recorded at or before it;
+        before the first event the message did not exist (:class:`MessageNotFound`).
+        """
+        msg_id = check.identifier("msg_id", msg_id)
+        if version is not None and at is not None:
+            raise InvalidArgument("give version or at, not both")
+        if version is None and at is None:
+            return self.get(msg_id)
+        events = self._events(msg_id)
+        if not events:
+            raise MessageNotFound(f"message {msg_id!r} not found")
+        if version is not None:
+            check.integer("version", version, 1, 2**63 - 1)
+            if version > len(events):
+                raise InvalidArgument(
+                    f"message {msg_id!r} has {len(events)} versions; "
+                    f"version {version} does not exist yet"
+                )
+            prefix = events[:version]
+        else:
+            moment = check.aware_datetime("at", at)
+            prefix = []
+            for e in events:
+                if e.at > moment:
+                    break
+                prefix.append(e)
+            if not prefix:
+                raise MessageNotFound(
+                    f"message {msg_id!r} did not exist yet at {moment.isoformat()}"
+                )
+        message: Message = prefix[0].mutate(None)
+        for e in prefix[1:]:
+            message = e.mutate(message)
+        return view_of(message, self._policy)
+
+    # -- internals --
+
+    def _load(self, msg_id: str) -> Message:
+        try:
+            with _storage_errors(self._where):
+                message: Message = self.repository.get(Message.create_id(msg_id))
+        except AggregateNotFoundError:
+            raise MessageNotFound(f"message {msg_id!r} not found") from None
+        return message
+
+    def _events(self, msg_id: str) -> list[Any]:
+        with _storage_errors(self._where):
+            return list(self.events.get(Message.create_id(msg_id)))
+
+    def _update(self, msg_id: str, change: Callable[[Message], None]) -> MessageView:
+        """Load, apply ``change``, save; reload and retry if another writer won."""
+        for _ in range(1 + CONFLICT_RETRIES):
+            message = self._load(msg_id)
+            change(message)
+            if not message.pending_events:
+                return view_of(message, self._policy)
+            try:
+                with _storage_errors(self._where):
+                    self.save(message)
+            except IntegrityError:
+                continue
+            return view_of(message, self._policy)
+        raise ConcurrencyConflict(
+            f"message {msg_id!r} kept changing under {1 + CONFLICT_RETRIES} tries; "
+            "the command was not applied, try again"
+        )
+
+
+def _history_entry(e: Any) -> HistoryEntry:
+    data = {k: v for k, v in vars(e).items() if k not in _EVENT_BASE_FIELDS}
+    if isinstance(e, Message.Created):
+        data["content"] = json.loads(data["content"])
+    return HistoryEntry(
+        version=e.originator_version,
+        event=type(e).__name__,
+        recorded_at=e.at,
+        attempt=data.get("attempt", 1),
+        data=data,
+    )

@@ -1,0 +1,290 @@
+"""The ``Message`` aggregate: one chat message's send history, as events.
+
+Each command method checks its guards against :data:`msgstate.status.TRANSITIONS`
+and either triggers exactly one event or, when the command repeats something
+already recorded, changes nothing. The aggregate knows nothing of storage; the
+:class:`~msgstate.MessageService` loads and saves it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from msgstate.errors import (
+    DeliveryConflict,
+    ErrorCode,
+    InvalidArgument,
+    ResendRefused,
+)
+from msgstate.status import MessageStatus, target_status
+
+if TYPE_CHECKING:
+    from msgstate.policy import ResendPolicy
+
+__all__ = ["MESSAGE_NAMESPACE", "Message"]
+
+MESSAGE_NAMESPACE = UUID("6f1d7c1e-3b9a-5d2e-9c47-8a0b5e1f2d3c")
+"""The namespace under which ``uuid5(MESSAGE_NAMESPACE, msg_id)`` names a stream.
+
+Published and fixed forever: changing it would orphan every stored message.
+"""
+
+
+class Message(Aggregate):
+    """One chat message and everything that happened to its sends."""
+
+    class Created(Aggregate.Created):
+        """The message was created and its first send started (attempt 1)."""
+
+        msg_id: str
+        sender: str
+        user_id: str | None
+        group_id: str | None
+        elem_type: int
+        priority: int
+        online_user_only: bool
+        need_read_receipt: bool
+        cloud_custom_data: str
+        content: str  # canonical JSON text, so no transcoder ever reinterprets it
+        at: datetime
+
+    class SendFailed(Aggregate.Event):
+        """The transport reported that send ``attempt`` failed with ``code``."""
+
+        attempt: int
+        code: int
+        desc: str
+        retry_after: float | None
+        at: datetime
+
+    class ResendRequested(Aggregate.Event):
+        """A resend was accepted; it becomes send number ``attempt``."""
+
+        attempt: int
+        request_id: str
+        actor: str | None
+        online_user_only: bool
+        at: datetime
+
+    class Delivered(Aggregate.Event):
+        """The server acknowledged send ``attempt`` and assigned ``seq``."""
+
+        attempt: int
+        seq: str
+        server_time: datetime
+        at: datetime
+
+    @staticmethod
+    def create_id(msg_id: str) -> UUID:
+        """The aggregate id of ``msg_id``: ``uuid5(MESSAGE_NAMESPACE, msg_id)``."""
+        return uuid5(MESSAGE_NAMESPACE, msg_id)
+
+    @event(Created)
+    def __init__(
+        self,
+        msg_id: str,
+        sender: str,
+        user_id: str | None,
+        group_id: str | None,
+        elem_type: int,
+        priority: int,
+        online_user_only: bool,
+        need_read_receipt: bool,
+        cloud_custom_data: str,
+        content: str,
+        at: datetime,
+    ) -> None:
+        self.msg_id = msg_id
+        self.sender = sender
+        self.user_id = user_id
+        self.group_id = group_id
+        self.elem_type = elem_type
+        self.priority = priority
+        self.created_online_user_only = online_user_only
+        self.online_user_only = online_user_only
+        self.need_read_receipt = need_read_receipt
+        self.cloud_custom_data = cloud_custom_data
+        self.content_json = content
+        self.status = _next_status(None, "Created")
+        self.attempts = 1
+        self.created_at = at
+        self.updated_at = at
+        self.last_error_code: int | None = None
+        self.last_error_desc: str | None = None
+        self.last_retry_after: float | None = None
+        self.last_failed_at: datetime | None = None
+        self.failure_codes: list[int] = []
+        self.request_ids: list[str] = []
+        self.seq: str | None = None
+        self.server_time: datetime | None = None
+        self.delivered_at: datetime | None = None
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The message body as a fresh dict (decoded from its stored JSON)."""
+        value: dict[str, Any] = json.loads(self.content_json)
+        return value
+
+    def same_creation(self, **fields: Any) -> bool:
+        """Whether ``fields`` (as given to ``create``) match this message's creation."""
+        recorded = {
+            "sender": self.sender,
+            "user_id": self.user_id,
+            "group_id": self.group_id,
+            "elem_type": self.elem_type,
+            "priority": self.priority,
+            "online_user_only": self.created_online_user_only,
+            "need_read_receipt": self.need_read_receipt,
+            "cloud_custom_data": self.cloud_custom_data,
+            "content": self.content_json,
+        }
+        return all(recorded[name] == value for name, value in fields.items())
+
+    # -- commands --
+
+    def record_failure(
+        self,
+        *,
+        code: int,
+        desc: str,
+        attempt: int | None,
+        retry_after: float | None,
+        at: datetime,
+    ) -> None:
+        """Record that a send failed; a stale or repeated report changes nothing."""
+        attempt = self._check_attempt(attempt)
+        if attempt < self.attempts or self.status is not MessageStatus.SENDING:
+            return  # an older attempt, a repeat, or after delivery: nothing new
+        self._send_failed(
+            attempt=attempt, code=code, desc=desc, retry_after=retry_after, at=at
+        )
+
+    def request_resend(
+        self,
+        *,
+        policy: ResendPolicy,
+        now: datetime,
+        request_id: str,
+        actor: str | None,
+        online_user_only: bool | None,
+    ) -> None:
+        """Start send number ``attempts + 1`` if ``policy`` allows it now.
+
+        A ``request_id`` already accepted for this message changes nothing.
+        """
+        if request_id in self.request_ids:
+            return
+        from msgstate.views import view_of  # views depends on this module
+
+        decision = policy.decide(view_of(self, policy), now)
+        if not decision.allowed:
+            raise ResendRefused(decision.desc, decision.code)
+        _next_status(self.status, "ResendRequested")
+        self._resend_requested(
+            attempt=self.attempts + 1,
+            request_id=request_id,
+            actor=actor,
+            online_user_only=(
+                self.online_user_only if online_user_only is None else online_user_only
+            ),
+            at=now,
+        )
+
+    def record_delivery(
+        self,
+        *,
+        seq: str,
+        server_time: datetime,
+        attempt: int | None,
+        at: datetime,
+    ) -> None:
+        """Record the server's acknowledgement (possibly late, for an older attempt)."""
+        attempt = self._check_attempt(attempt)
+        if self.status is MessageStatus.SEND_SUCC:
+            if seq == self.seq:
+                return
+            msg = (
+                f"message {self.msg_id!r} was already delivered with seq "
+                f"{self.seq!r}; a second delivery with seq {seq!r} is refused"
+            )
+            raise DeliveryConflict(msg)
+        _next_status(self.status, "Delivered")
+        self._delivered(attempt=attempt, seq=seq, server_time=server_time, at=at)
+
+    # -- events --
+
+    @event(SendFailed)
+    def _send_failed(
+        self,
+        attempt: int,
+        code: int,
+        desc: str,
+        retry_after: float | None,
+        at: datetime,
+    ) -> None:
+        self.status = _next_status(self.status, "SendFailed")
+        self.last_error_code = code
+        self.last_error_desc = desc
+        self.last_retry_after = retry_after
+        self.last_failed_at = at
+        self.failure_codes.append(code)
+        self.updated_at = at
+
+    @event(ResendRequested)
+    def _resend_requested(
+        self,
+        attempt: int,
+        request_id: str,
+        actor: str | None,
+        online_user_only: bool,
+        at: datetime,
+    ) -> None:
+        self.status = _next_status(self.status, "ResendRequested")
+        self.attempts = attempt
+        self.request_ids.append(request_id)
+        self.online_user_only = online_user_only
+        self.updated_at = at
+
+    @event(Delivered)
+    def _delivered(
+        self, attempt: int, seq: str, server_time: datetime, at: datetime
+    ) -> None:
+        self.status = _next_status(self.status, "Delivered")
+        self.seq = seq
+        self.server_time = server_time
+        self.delivered_at = at
+        self.updated_at = at
+
+    # -- guards --
+
+    def _check_attempt(self, attempt: int | None) -> int:
+        if attempt is None:
+            return self.attempts
+        if attempt > self.attempts:
+            msg = (
+                f"attempt {attempt} of message {self.msg_id!r} has not started; "
+                f"the current attempt is {self.attempts}"
+            )
+            raise InvalidArgument(msg)
+        return attempt
+
+
+def _next_status(source: MessageStatus | None, event_name: str) -> MessageStatus:
+    """The table's target for ``event_name`` from ``source``, or a refusal."""
+    target = target_status(source, event_name)
+    if target is None:
+        where = "before creation" if source is None else f"in {source.name}"
+        code = (
+            ErrorCode.ALREADY_DELIVERED
+            if source is MessageStatus.SEND_SUCC
+            else ErrorCode.SEND_IN_PROGRESS
+            if source is MessageStatus.SENDING
+            else ErrorCode.NOT_RETRYABLE
+        )
+        raise ResendRefused(f"can't apply {event_name} {where}", code)
+    return target

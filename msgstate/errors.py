@@ -1,0 +1,117 @@
+"""msgstate's refusal codes and exception hierarchy.
+
+Every refusal carries a stable :class:`ErrorCode` and a sentence a person can act on.
+Codes are part of the public API: they never change meaning, and new ones are only
+added. They live in the 1000s so that they never collide with Tencent IM's own error
+codes (which msgstate records, but never raises).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "ConcurrencyConflict",
+    "DeliveryConflict",
+    "DuplicateMessage",
+    "ErrorCode",
+    "InvalidArgument",
+    "MessageNotFound",
+    "MsgStateError",
+    "ResendRefused",
+    "StorageError",
+]
+
+
+class ErrorCode(IntEnum):
+    """Stable codes for every answer msgstate gives. ``OK`` (0) means allowed."""
+
+    OK = 0
+    """The command was accepted (or the resend is allowed)."""
+    MESSAGE_NOT_FOUND = 1001
+    """No message with that id has been created."""
+    INVALID_ARGUMENT = 1002
+    """An argument is malformed, out of range or of the wrong type."""
+    DUPLICATE_MESSAGE = 1003
+    """A message with that id exists with different fields."""
+    ALREADY_DELIVERED = 1004
+    """The message was delivered: it is never resent, and its ``seq`` is fixed."""
+    SEND_IN_PROGRESS = 1005
+    """A send is in flight; report its outcome before asking for a resend."""
+    NOT_RETRYABLE = 1006
+    """The last error is permanent (or ambiguous and the policy refuses those)."""
+    ATTEMPTS_EXHAUSTED = 1007
+    """The policy's ``max_attempts`` sends have been made."""
+    TOO_EARLY = 1008
+    """The backoff interval has not passed yet (only with ``enforce_backoff``)."""
+    EXPIRED = 1009
+    """The message is older than the policy's ``max_age`` (or online-only limit)."""
+    CONCURRENCY_CONFLICT = 1010
+    """Another writer kept changing the message; the command was not applied."""
+    STORAGE_ERROR = 1011
+    """The event store could not be opened, read or written."""
+
+
+class MsgStateError(Exception):
+    """Base class of every error msgstate raises on purpose.
+
+    ``code`` is the stable :class:`ErrorCode`; ``desc`` the human sentence.
+    """
+
+    default_code: ErrorCode = ErrorCode.INVALID_ARGUMENT
+
+    def __init__(self, desc: str, code: ErrorCode | None = None) -> None:
+        self.code: ErrorCode = self.default_code if code is None else code
+        self.desc: str = desc
+        super().__init__(desc)
+
+    def __str__(self) -> str:
+        return f"{self.desc} [{self.code.name}]"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.desc!r}, ErrorCode.{self.code.name})"
+
+
+class MessageNotFound(MsgStateError):
+    """No message with that id (or none yet at the requested version or time)."""
+
+    default_code = ErrorCode.MESSAGE_NOT_FOUND
+
+
+class InvalidArgument(MsgStateError, ValueError):
+    """An argument was refused before anything was written."""
+
+    default_code = ErrorCode.INVALID_ARGUMENT
+
+
+class DuplicateMessage(MsgStateError):
+    """``create`` was called again for an existing id with different fields."""
+
+    default_code = ErrorCode.DUPLICATE_MESSAGE
+
+
+class ResendRefused(MsgStateError):
+    """The policy or the status machine refused a resend; ``code`` says why."""
+
+    default_code = ErrorCode.NOT_RETRYABLE
+
+
+class DeliveryConflict(MsgStateError):
+    """A delivery with a different ``seq`` was reported for a delivered message."""
+
+    default_code = ErrorCode.ALREADY_DELIVERED
+
+
+class ConcurrencyConflict(MsgStateError):
+    """Other writers won the race for this message on every retry."""
+
+    default_code = ErrorCode.CONCURRENCY_CONFLICT
+
+
+class StorageError(MsgStateError):
+    """The store is unreachable, unreadable or not a msgstate store.
+
+    The message names the store (a path, or host and database) but never a password.
+    """
+
+    default_code = ErrorCode.STORAGE_ERROR

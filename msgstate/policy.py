@@ -1,0 +1,248 @@
+"""The resend policy: may this message be resent now, and from when?
+
+Pure functions of ``(view, now)``: no I/O, no clock of its own, no randomness that
+a replay could not reproduce. Jitter is derived from ``(msg_id, attempt)`` with a
+stable hash, so the same history gives the same decisions in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from attrs import field, frozen
+
+from msgstate.codes import RetryClass, lookup
+from msgstate.errors import ErrorCode, InvalidArgument
+from msgstate.status import MessageStatus
+
+if TYPE_CHECKING:
+    from msgstate.views import MessageView
+
+__all__ = ["Decision", "ResendPolicy"]
+
+
+@frozen
+class Decision:
+    """The policy's answer: ``allowed``, or a refusal ``code`` with ``desc``.
+
+    ``not_before`` is when the backoff ends (``None`` when no failure is recorded
+    or the refusal is final).
+    """
+
+    allowed: bool
+    code: ErrorCode
+    desc: str
+    not_before: datetime | None = None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidArgument(message)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_interval(value: object) -> bool:
+    return isinstance(value, timedelta) and value > timedelta(0)
+
+
+@frozen
+class ResendPolicy:
+    """When a failed message may be resent.
+
+    ``max_attempts`` counts every send, the first included (as Temporal and gRPC
+    count): ``max_attempts=1`` never resends. The wait after attempt *n* fails is
+    ``initial_interval * backoff_coefficient ** (n - 1)``, capped at
+    ``maximum_interval``, times a jitter factor in ``[1 - jitter, 1 + jitter]``;
+    a server's ``retry_after`` can raise that wait, never lower it. The wait is
+    only enforced (``TOO_EARLY``) with ``enforce_backoff=True``; otherwise it is
+    advice, published as ``next_retry_at``.
+    """
+
+    max_attempts: int = 5
+    initial_interval: timedelta = field(factory=lambda: timedelta(seconds=1))
+    backoff_coefficient: float = 2.0
+    maximum_interval: timedelta = field(factory=lambda: timedelta(seconds=60))
+    jitter: float = 0.0
+    enforce_backoff: bool = False
+    max_age: timedelta | None = None
+    online_only_max_age: timedelta | None = None
+    unknown_code_class: RetryClass = RetryClass.TRANSIENT
+    resend_ambiguous: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        _require(
+            _is_int(self.max_attempts) and self.max_attempts >= 1,
+            f"max_attempts must be an int >= 1, got {self.max_attempts!r}",
+        )
+        _require(
+            _is_positive_interval(self.initial_interval),
+            f"initial_interval must be a timedelta > 0, got {self.initial_interval!r}",
+        )
+        _require(
+            _is_positive_interval(self.maximum_interval)
+            and self.maximum_interval >= self.initial_interval,
+            "maximum_interval must be a timedelta >= initial_interval, "
+            f"got {self.maximum_interval!r}",
+        )
+        _require(
+            isinstance(self.backoff_coefficient, int | float)
+            and not isinstance(self.backoff_coefficient, bool)
+            and math.isfinite(self.backoff_coefficient)
+            and self.backoff_coefficient >= 1,
+            "backoff_coefficient must be a finite number >= 1, "
+            f"got {self.backoff_coefficient!r}",
+        )
+        _require(
+            isinstance(self.jitter, int | float)
+            and not isinstance(self.jitter, bool)
+            and 0 <= self.jitter <= 1,
+            f"jitter must be a number in [0, 1], got {self.jitter!r}",
+        )
+        for name in ("max_age", "online_only_max_age"):
+            value = getattr(self, name)
+            _require(
+                value is None or _is_positive_interval(value),
+                f"{name} must be None or a timedelta > 0, got {value!r}",
+            )
+        _require(
+            isinstance(self.unknown_code_class, RetryClass),
+            f"unknown_code_class must be a RetryClass, got {self.unknown_code_class!r}",
+        )
+        for name in ("enforce_backoff", "resend_ambiguous"):
+            value = getattr(self, name)
+            _require(isinstance(value, bool), f"{name} must be a bool, got {value!r}")
+
+    # -- pure computations --
+
+    def classify(self, code: int) -> RetryClass:
+        """The retry class of a transport error code (catalog, else the default)."""
+        info = lookup(code)
+        return self.unknown_code_class if info is None else info.retry_class
+
+    def delay(self, attempt: int, msg_id: str) -> timedelta:
+        """The backoff after send ``attempt`` (1-based) of ``msg_id`` failed."""
+        initial = self.initial_interval.total_seconds()
+        cap = self.maximum_interval.total_seconds()
+        exponent = max(attempt - 1, 0)
+        # Compare in log space: coefficient ** exponent can overflow a float.
+        if exponent * math.log(self.backoff_coefficient) >= math.log(cap / initial):
+            base = cap
+        else:
+            base = min(initial * self.backoff_coefficient**exponent, cap)
+        if self.jitter:
+            base *= 1 + self.jitter * (2 * _unit(msg_id, attempt) - 1)
+        return timedelta(seconds=base)
+
+    def next_retry_at(
+        self,
+        *,
+        failed_at: datetime,
+        attempt: int,
+        msg_id: str,
+        retry_after: float | None,
+    ) -> datetime:
+        """When a resend stops being early after ``attempt`` failed at ``failed_at``."""
+        wait = self.delay(attempt, msg_id)
+        if retry_after is not None:
+            wait = max(wait, timedelta(seconds=retry_after))
+        return failed_at + wait
+
+    def decide(self, view: MessageView, now: datetime) -> Decision:
+        """May ``view``'s message be resent at ``now``? Never raises, never writes."""
+        status = view.status
+        if status is MessageStatus.SEND_SUCC:
+            return _refuse(
+                ErrorCode.ALREADY_DELIVERED,
+                f"message {view.msg_id!r} was delivered (seq {view.seq!r}); "
+                "it is never resent",
+            )
+        if status is MessageStatus.SENDING:
+            return _refuse(
+                ErrorCode.SEND_IN_PROGRESS,
+                f"send {view.attempts} of message {view.msg_id!r} is in flight; "
+                "record its failure before asking for a resend",
+            )
+        if status is not MessageStatus.SEND_FAIL or view.last_error_code is None:
+            return _refuse(
+                ErrorCode.NOT_RETRYABLE,
+                f"message {view.msg_id!r} is {status.name}; only SEND_FAIL is resent",
+            )
+        code = view.last_error_code
+        retry_class = self.classify(code)
+        if retry_class is RetryClass.PERMANENT:
+            return _refuse(
+                ErrorCode.NOT_RETRYABLE,
+                f"error {code} of message {view.msg_id!r} is permanent; "
+                "resending the same message cannot succeed",
+            )
+        if retry_class is RetryClass.AMBIGUOUS and not self.resend_ambiguous:
+            return _refuse(
+                ErrorCode.NOT_RETRYABLE,
+                f"error {code} of message {view.msg_id!r} is an ack timeout: it may "
+                "have been delivered, and this policy does not resend those",
+            )
+        if view.attempts >= self.max_attempts:
+            return _refuse(
+                ErrorCode.ATTEMPTS_EXHAUSTED,
+                f"message {view.msg_id!r} was sent {view.attempts} times; "
+                f"the policy allows at most {self.max_attempts}",
+            )
+        age = now - view.created_at
+        if self.max_age is not None and age > self.max_age:
+            return _refuse(
+                ErrorCode.EXPIRED,
+                f"message {view.msg_id!r} is {age} old; the policy resends "
+                f"messages up to {self.max_age} old",
+            )
+        if (
+            view.online_user_only
+            and self.online_only_max_age is not None
+            and age > self.online_only_max_age
+        ):
+            return _refuse(
+                ErrorCode.EXPIRED,
+                f"online-only message {view.msg_id!r} is {age} old; the policy "
+                f"resends online-only messages up to {self.online_only_max_age} old",
+            )
+        not_before = (
+            None
+            if view.last_failed_at is None
+            else self.next_retry_at(
+                failed_at=view.last_failed_at,
+                attempt=view.attempts,
+                msg_id=view.msg_id,
+                retry_after=view.last_retry_after,
+            )
+        )
+        if self.enforce_backoff and not_before is not None and now < not_before:
+            return Decision(
+                allowed=False,
+                code=ErrorCode.TOO_EARLY,
+                desc=f"message {view.msg_id!r} may be resent from "
+                f"{not_before.isoformat()}, {not_before - now} from now",
+                not_before=not_before,
+            )
+        return Decision(
+            allowed=True,
+            code=ErrorCode.OK,
+            desc="resend allowed",
+            not_before=not_before,
+        )
+
+
+def _refuse(code: ErrorCode, desc: str) -> Decision:
+    return Decision(allowed=False, code=code, desc=desc)
+
+
+def _unit(msg_id: str, attempt: int) -> float:
+    """A number in [0, 1) fixed by ``(msg_id, attempt)`` in every process."""
+    digest = hashlib.blake2b(
+        f"{attempt}:{msg_id}".encode("utf-8", "surrogatepass"), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big") / 2**64
