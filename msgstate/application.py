@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -121,7 +122,7 @@ def _storage_errors(where: str) -> Iterator[None]:
         yield
     except IntegrityError:
         raise
-    except (PersistenceError, OSError) as error:
+    except (PersistenceError, sqlite3.Error, OSError) as error:
         raise StorageError(f"store {where}: {error}") from None
 
 

@@ -1,0 +1,86 @@
+"""Shared fixtures: hypothesis profiles and the storage backend matrix.
+
+``CI=true`` selects the ``ci`` profile (more examples, derandomized, no deadline);
+``HYPOTHESIS_PROFILE`` picks any profile by name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from msgstate import MessageService, ResendPolicy
+from tests.support import FakeClock
+
+settings.register_profile(
+    "ci",
+    parent=settings.get_profile("ci"),
+    max_examples=200,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile("soak", max_examples=2_000, deadline=None)
+settings.load_profile(
+    os.environ.get(
+        "HYPOTHESIS_PROFILE",
+        "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev",
+    )
+)
+
+BACKENDS = ("memory", "sqlite")
+
+
+def backend_url(backend: str, directory: Path) -> str:
+    """A fresh store URL of the given kind, inside ``directory`` where it is a file."""
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{directory / 'msgstate.db'}"
+    raise ValueError(backend)
+
+
+ServiceFactory = Callable[..., MessageService]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for it runs once per storage backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_service(
+    backend: str, tmp_path: Path, clock: FakeClock
+) -> Iterator[ServiceFactory]:
+    """Opens services on one fresh store per test (same store on every call)."""
+    url = backend_url(backend, tmp_path)
+    opened: list[MessageService] = []
+
+    def factory(policy: ResendPolicy | None = None, **kwargs: object) -> MessageService:
+        if backend == "memory" and opened:
+            return opened[0]  # memory stores are private to one service
+        service = MessageService.open(
+            url, policy=policy, clock=kwargs.pop("clock", clock), **kwargs
+        )  # type: ignore[arg-type]
+        opened.append(service)
+        return service
+
+    yield factory
+    for service in opened:
+        service.close()
+
+
+@pytest.fixture
+def service(make_service: ServiceFactory) -> MessageService:
+    return make_service()
