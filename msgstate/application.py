@@ -7,15 +7,18 @@ again. Queries read the aggregate's stream. Storage is chosen by one URL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -34,7 +37,7 @@ from msgstate.errors import (
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.views import HistoryEntry, MessageView, view_of
 
-__all__ = ["DATABASE_URL_ENV", "MessageService", "persistence_env"]
+__all__ = ["DATABASE_URL_ENV", "MessageService", "persistence_env", "setup_schema"]
 
 DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
 """The environment variable read when ``MessageService.open`` gets no URL."""
@@ -64,15 +67,13 @@ def persistence_env(url: str) -> dict[str, str]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "memory":
-        if url.rstrip("/") not in ("memory:", "memory:/") and parts.netloc + parts.path:
+        if url.lower() != "memory://":
             raise InvalidArgument(f"database URL {url!r}: use exactly 'memory://'")
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if scheme == "sqlite":
         return _sqlite_env(url)
     if scheme in ("postgresql", "postgres"):
-        raise InvalidArgument(
-            f"database URL {_redact(url)!r}: PostgreSQL is not supported yet"
-        )
+        return _postgres_env(url)
     raise InvalidArgument(
         f"database URL {_redact(url)!r} has an unknown scheme {parts.scheme!r}; "
         "use memory://, sqlite:///path/to/file.db or sqlite:///:memory:"
@@ -107,23 +108,158 @@ def _sqlite_env(url: str) -> dict[str, str]:
     }
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_POSTGRES_OPTIONS = {
+    # URL query option: (eventsourcing setting, default, lowest, highest)
+    "pool_size": ("POSTGRES_POOL_SIZE", 5, 1, 1000),
+    "max_overflow": ("POSTGRES_MAX_OVERFLOW", 10, 0, 1000),
+    "connect_timeout": ("POSTGRES_CONNECT_TIMEOUT", 5, 1, 3600),
+    "lock_timeout": ("POSTGRES_LOCK_TIMEOUT", 5, 1, 3600),
+    "idle_in_transaction_timeout": (
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+        5,
+        1,
+        3600,
+    ),
+}
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    """Settings for ``postgresql://user[:password]@host[:port]/dbname[?options]``.
+
+    Options: ``schema`` (a plain identifier, default ``public``), ``pool_size``,
+    ``max_overflow``, ``connect_timeout``, ``lock_timeout`` and
+    ``idle_in_transaction_timeout`` (whole seconds; none can be 0, so nothing
+    waits forever).
+    """
+    shown = _redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError as error:
+        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not dbname or "/" in dbname:
+        raise InvalidArgument(
+            f"database URL {shown!r}: write postgresql://user:password@host:port/dbname"
+        )
+    if not parts.username:
+        raise InvalidArgument(f"database URL {shown!r} names no user")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_USER": unquote(parts.username),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": "public",
+    }
+    for setting, default, _, _ in _POSTGRES_OPTIONS.values():
+        env[setting] = str(default)
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as error:
+        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
+    for name, values in query.items():
+        value = values[-1]
+        if name == "schema":
+            if not _IDENTIFIER.fullmatch(value):
+                raise InvalidArgument(
+                    f"database URL {shown!r}: schema {value!r} is not a plain "
+                    "identifier (letters, digits and _, at most 63, not first digit)"
+                )
+            env["POSTGRES_SCHEMA"] = value
+        elif name in _POSTGRES_OPTIONS:
+            setting, _, low, high = _POSTGRES_OPTIONS[name]
+            if not value.isdigit() or not low <= int(value) <= high:
+                raise InvalidArgument(
+                    f"database URL {shown!r}: {name} must be a whole number "
+                    f"from {low} to {high}, got {value!r}"
+                )
+            env[setting] = str(int(value))
+        else:
+            known = ", ".join(["schema", *_POSTGRES_OPTIONS])
+            raise InvalidArgument(
+                f"database URL {shown!r}: unknown option {name!r} (known: {known})"
+            )
+    return env
+
+
+def _store_name(env: Mapping[str, str]) -> str:
+    """How errors name a store: a path, or user@host:port/dbname, never a password."""
+    if "POSTGRES_HOST" in env:
+        return (
+            f"postgresql://{env['POSTGRES_USER']}@{env['POSTGRES_HOST']}:"
+            f"{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}"
+            f" (schema {env['POSTGRES_SCHEMA']})"
+        )
+    return env.get("SQLITE_DBNAME", "memory")
+
+
 def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """``url`` with any password replaced by ``***``."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
 
 
 @contextmanager
-def _storage_errors(where: str) -> Iterator[None]:
+def _storage_errors(where: str, secret: str = "") -> Iterator[None]:
     """Translate the store's own errors into :class:`StorageError`."""
     try:
         yield
     except IntegrityError:
         raise
-    except (PersistenceError, sqlite3.Error, OSError) as error:
-        raise StorageError(f"store {where}: {error}") from None
+    except Exception as error:
+        if not _is_storage_failure(error):
+            raise
+        text = " ".join(str(error).split()) or type(error).__name__
+        if secret:
+            text = text.replace(secret, "***")
+        raise StorageError(f"store {where}: {text}") from None
+
+
+def _is_storage_failure(error: Exception) -> bool:
+    if isinstance(error, PersistenceError | sqlite3.Error | OSError):
+        return True
+    psycopg = sys.modules.get("psycopg")  # only loaded when PostgreSQL is used
+    return psycopg is not None and isinstance(error, psycopg.Error)
+
+
+def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
+    """Connect once (so a failure names its real cause) and create the schema.
+
+    ``CREATE SCHEMA IF NOT EXISTS`` tolerates a concurrent creator.
+    """
+    import psycopg  # the postgres extra
+    from psycopg import errors, sql
+
+    with (
+        _storage_errors(_store_name(env), env["POSTGRES_PASSWORD"]),
+        psycopg.connect(
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            dbname=env["POSTGRES_DBNAME"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+            autocommit=True,
+        ) as connection,
+    ):
+        if create_schema and env["POSTGRES_SCHEMA"] != "public":
+            statement = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(env["POSTGRES_SCHEMA"])
+            )
+            with contextlib.suppress(errors.UniqueViolation, errors.DuplicateSchema):
+                connection.execute(statement)
+
+
+def setup_schema(url: str) -> None:
+    """Create msgstate's schema and tables at ``url``, once, before workers start.
+
+    Several processes opening a fresh PostgreSQL database at the same moment race
+    on ``CREATE`` statements; run this once (a deploy step), then open the workers
+    with ``create_tables=False``. Idempotent.
+    """
+    MessageService.open(url, create_tables=True).close()
 
 
 class MessageService(Application[UUID]):
@@ -151,8 +287,9 @@ class MessageService(Application[UUID]):
         self._policy = ResendPolicy() if policy is None else policy
         self._clock: Clock = _utc_now if clock is None else clock
         settings = dict(env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
-        self._where = settings.get("SQLITE_DBNAME", "memory")
-        with _storage_errors(self._where):
+        self._where = _store_name(settings)
+        self._secret = settings.get("POSTGRES_PASSWORD", "")
+        with self._storage_errors():
             super().__init__(env=settings)
 
     @classmethod
@@ -162,15 +299,26 @@ class MessageService(Application[UUID]):
         *,
         policy: ResendPolicy | None = None,
         clock: Clock | None = None,
+        create_tables: bool = True,
     ) -> MessageService:
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
         ``clock`` returns aware datetimes (converted to UTC); it is the only source
-        of domain time, so tests and replays can control it.
+        of domain time, so tests and replays can control it. ``create_tables=False``
+        expects :func:`setup_schema` to have run (several workers starting at once
+        on a fresh PostgreSQL database would otherwise race on ``CREATE``).
         """
         if url is None:
             url = os.environ.get(DATABASE_URL_ENV) or "memory://"
-        return cls(persistence_env(url), policy=policy, clock=clock)
+        env = persistence_env(url)
+        if not isinstance(create_tables, bool):
+            raise InvalidArgument(
+                f"create_tables must be a bool, got {create_tables!r}"
+            )
+        env["CREATE_TABLE"] = "y" if create_tables else "n"
+        if "POSTGRES_SCHEMA" in env:
+            _prepare_postgres(env, create_schema=create_tables)
+        return cls(env, policy=policy, clock=clock)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
@@ -223,7 +371,7 @@ class MessageService(Application[UUID]):
             raise InvalidArgument("give user_id (C2C), group_id (group) or both")
         message = Message(msg_id=msg_id, at=self.now(), **fields)
         try:
-            with _storage_errors(self._where):
+            with self._storage_errors():
                 self.save(message)
         except IntegrityError:
             existing = self._load(msg_id)
@@ -400,16 +548,19 @@ class MessageService(Application[UUID]):
 
     # -- internals --
 
+    def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
+        return _storage_errors(self._where, self._secret)
+
     def _load(self, msg_id: str) -> Message:
         try:
-            with _storage_errors(self._where):
+            with self._storage_errors():
                 message: Message = self.repository.get(Message.create_id(msg_id))
         except AggregateNotFoundError:
             raise MessageNotFound(f"message {msg_id!r} not found") from None
         return message
 
     def _events(self, msg_id: str) -> list[Any]:
-        with _storage_errors(self._where):
+        with self._storage_errors():
             return list(self.events.get(Message.create_id(msg_id)))
 
     def _update(self, msg_id: str, change: Callable[[Message], None]) -> MessageView:
@@ -420,7 +571,7 @@ class MessageService(Application[UUID]):
             if not message.pending_events:
                 return view_of(message, self._policy)
             try:
-                with _storage_errors(self._where):
+                with self._storage_errors():
                     self.save(message)
             except IntegrityError:
                 continue

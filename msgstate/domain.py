@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
+from attrs import evolve
 from eventsourcing.domain import Aggregate, event
 
 from msgstate.errors import (
@@ -181,7 +182,11 @@ class Message(Aggregate):
             return
         from msgstate.views import view_of  # views depends on this module
 
-        decision = policy.decide(view_of(self, policy), now)
+        view = view_of(self, policy)
+        if online_user_only is not None:
+            # Judge the resend by the option it will be sent with.
+            view = evolve(view, online_user_only=online_user_only)
+        decision = policy.decide(view, now)
         if not decision.allowed:
             raise ResendRefused(decision.desc, decision.code)
         _next_status(self.status, "ResendRequested")

@@ -1,4 +1,4 @@
-"""A facade shaped like Tencent Cloud IM's Flutter ``V2TIMMessageManager.reSendMessage``.
+"""A facade shaped like Tencent Cloud IM's Flutter ``reSendMessage``.
 
 A backend that already speaks the V2TIM plugin's shapes can call
 :meth:`V2TIMMessageManager.reSendMessage` and get back a

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from msgstate import MessageService, ResendPolicy
+from tests import pg
 from tests.support import FakeClock
 
 settings.register_profile(
@@ -33,16 +34,29 @@ settings.load_profile(
     )
 )
 
-BACKENDS = ("memory", "sqlite")
+BACKENDS = ("memory", "sqlite", "postgres")
 
 
 def backend_url(backend: str, directory: Path) -> str:
-    """A fresh store URL of the given kind, inside ``directory`` where it is a file."""
+    """A fresh store URL of the given kind.
+
+    SQLite files live in ``directory``; PostgreSQL gets a new schema in the test
+    database (dropped at the end of the session). Skips, or fails under
+    ``MSGSTATE_REQUIRE_POSTGRES=1``, when PostgreSQL is unreachable.
+    """
     if backend == "memory":
         return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{directory / 'msgstate.db'}"
+    if backend == "postgres":
+        return pg.fresh_url()
     raise ValueError(backend)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> Iterator[None]:
+    yield
+    pg.drop_test_schemas()
 
 
 ServiceFactory = Callable[..., MessageService]

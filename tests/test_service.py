@@ -395,3 +395,27 @@ def test_clock_is_converted_to_utc() -> None:
     make(service)
     assert datetime(2026, 1, 1, tzinfo=UTC) == service.get("m1").created_at
     assert UTC == service.get("m1").created_at.tzinfo
+
+
+@pytest.mark.parametrize(
+    ("created", "resent", "expected"),
+    [(True, False, ErrorCode.OK), (False, True, ErrorCode.EXPIRED)],
+)
+def test_online_only_age_is_judged_by_the_resend_option(
+    make_service: ServiceFactory,
+    clock: FakeClock,
+    created: bool,
+    resent: bool,
+    expected: ErrorCode,
+) -> None:
+    """online_only_max_age applies to the option the resend will be sent with."""
+    service = make_service(ResendPolicy(online_only_max_age=timedelta(seconds=10)))
+    make(service, online_user_only=created)
+    service.record_failure("m1", code=TIMEOUT)
+    clock.advance(60)
+    try:
+        service.resend("m1", online_user_only=resent)
+        actual = ErrorCode.OK
+    except ResendRefused as refusal:
+        actual = refusal.code
+    assert expected == actual

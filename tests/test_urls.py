@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from msgstate import ErrorCode, InvalidArgument, MessageService, StorageError
+from msgstate import (
+    ErrorCode,
+    InvalidArgument,
+    MessageNotFound,
+    MessageService,
+    StorageError,
+)
 from msgstate.application import persistence_env
 
 
@@ -31,9 +37,8 @@ def test_sqlite_memory_databases_are_private() -> None:
     two = MessageService.open("sqlite:///:memory:")
     one.create("m1", sender="a", user_id="b")
     assert "m1" == one.get("m1").msg_id
-    with pytest.raises(Exception) as info:
+    with pytest.raises(MessageNotFound):
         two.get("m1")
-    assert ErrorCode.MESSAGE_NOT_FOUND == info.value.code  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -45,6 +50,7 @@ def test_sqlite_memory_databases_are_private() -> None:
         "sqlite://relative.db",
         "sqlite:///no/such/dir/x.db",
         "memory://somewhere",
+        "memory://?x=1",
         "",
         "file.db",
     ],
@@ -74,8 +80,7 @@ def test_not_a_database_file_is_a_storage_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StorageError) as info:
-        service = MessageService.open(f"sqlite:///{junk}")
-        service.create("m1", sender="a", user_id="b")
+        MessageService.open(f"sqlite:///{junk}")
     assert ErrorCode.STORAGE_ERROR == info.value.code
 
 
