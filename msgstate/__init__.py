@@ -5,7 +5,12 @@ Each message is an event-sourced aggregate whose status follows Tencent Cloud IM
 may be resent, and every decision can be replayed from the stored history.
 """
 
-from msgstate.application import DATABASE_URL_ENV, MessageService
+from msgstate.application import (
+    DATABASE_URL_ENV,
+    MessageService,
+    generate_cipher_key,
+    setup_schema,
+)
 from msgstate.codes import CodeInfo, RetryClass
 from msgstate.domain import MESSAGE_NAMESPACE, Message
 from msgstate.errors import (
@@ -46,6 +51,8 @@ __all__ = [
     "RetryClass",
     "StorageError",
     "Transition",
+    "generate_cipher_key",
+    "setup_schema",
 ]
 
 __version__ = "0.1.0"

@@ -7,10 +7,12 @@ again. Queries read the aggregate's stream. Storage is chosen by one URL.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import re
+import secrets
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +24,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import (
+    IntegrityError,
+    MapperDeserialisationError,
+    PersistenceError,
+)
 from eventsourcing.utils import Environment
 
 from msgstate import _validate as check
@@ -37,7 +43,13 @@ from msgstate.errors import (
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.views import HistoryEntry, MessageView, view_of
 
-__all__ = ["DATABASE_URL_ENV", "MessageService", "persistence_env", "setup_schema"]
+__all__ = [
+    "DATABASE_URL_ENV",
+    "MessageService",
+    "generate_cipher_key",
+    "persistence_env",
+    "setup_schema",
+]
 
 DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
 """The environment variable read when ``MessageService.open`` gets no URL."""
@@ -202,12 +214,22 @@ def _redact(url: str) -> str:
 
 
 @contextmanager
-def _storage_errors(where: str, secret: str = "") -> Iterator[None]:
+def _storage_errors(
+    where: str, secret: str = "", *, encrypted: bool = False
+) -> Iterator[None]:
     """Translate the store's own errors into :class:`StorageError`."""
     try:
         yield
     except IntegrityError:
         raise
+    except MapperDeserialisationError:
+        hint = (
+            "the cipher key does not match this store (or the data is damaged)"
+            if encrypted
+            else "its events cannot be decoded; if the store is encrypted or "
+            "compressed, open it with the same cipher_key and compress options"
+        )
+        raise StorageError(f"store {where}: {hint}") from None
     except Exception as error:
         if not _is_storage_failure(error):
             raise
@@ -252,6 +274,40 @@ def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
                 connection.execute(statement)
 
 
+def generate_cipher_key() -> str:
+    """A new random 256-bit AES key, base64-encoded, for ``cipher_key=``.
+
+    Keep it in a secret store: without it the events cannot be read.
+    """
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _check_cipher_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgument("cipher_key must be a str from generate_cipher_key()")
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raw = b""
+    if len(raw) not in (16, 24, 32):
+        raise InvalidArgument(
+            "cipher_key must be 16, 24 or 32 bytes in base64 "
+            "(use msgstate.generate_cipher_key())"
+        )
+    return key
+
+
+def _cipher_topic() -> str:
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        raise InvalidArgument(
+            "cipher_key needs the cryptography package: "
+            "pip install 'msgstate[encryption]'"
+        ) from None
+    return "eventsourcing.cryptography:AESCipher"
+
+
 def setup_schema(url: str) -> None:
     """Create msgstate's schema and tables at ``url``, once, before workers start.
 
@@ -279,6 +335,7 @@ class MessageService(Application[UUID]):
         *,
         policy: ResendPolicy | None = None,
         clock: Clock | None = None,
+        snapshot_every: int | None = None,
     ) -> None:
         if policy is not None and not isinstance(policy, ResendPolicy):
             raise InvalidArgument(f"policy must be a ResendPolicy, got {policy!r}")
@@ -287,10 +344,17 @@ class MessageService(Application[UUID]):
         self._policy = ResendPolicy() if policy is None else policy
         self._clock: Clock = _utc_now if clock is None else clock
         settings = dict(env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+        if snapshot_every is not None:
+            check.integer("snapshot_every", snapshot_every, 2, 1_000_000)
+            settings["IS_SNAPSHOTTING_ENABLED"] = "y"
+            # Per service, not per class: eventsourcing declares it a ClassVar.
+            setattr(self, "snapshotting_intervals", {Message: snapshot_every})  # noqa: B010
         self._where = _store_name(settings)
         self._secret = settings.get("POSTGRES_PASSWORD", "")
+        self._encrypted = "CIPHER_KEY" in settings
         with self._storage_errors():
             super().__init__(env=settings)
+            self._check_readable()
 
     @classmethod
     def open(
@@ -300,6 +364,9 @@ class MessageService(Application[UUID]):
         policy: ResendPolicy | None = None,
         clock: Clock | None = None,
         create_tables: bool = True,
+        snapshot_every: int | None = None,
+        cipher_key: str | None = None,
+        compress: bool = False,
     ) -> MessageService:
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
@@ -307,18 +374,25 @@ class MessageService(Application[UUID]):
         of domain time, so tests and replays can control it. ``create_tables=False``
         expects :func:`setup_schema` to have run (several workers starting at once
         on a fresh PostgreSQL database would otherwise race on ``CREATE``).
+        ``snapshot_every=N`` stores a snapshot every N events, so long histories
+        load in bounded time. ``cipher_key`` (from :func:`generate_cipher_key`)
+        encrypts every event and snapshot with AES-GCM; ``compress`` zlib-compresses
+        them (before encryption). A store must always be opened with the same
+        ``cipher_key`` and ``compress``.
         """
         if url is None:
             url = os.environ.get(DATABASE_URL_ENV) or "memory://"
         env = persistence_env(url)
-        if not isinstance(create_tables, bool):
-            raise InvalidArgument(
-                f"create_tables must be a bool, got {create_tables!r}"
-            )
+        check.flag("create_tables", create_tables)
         env["CREATE_TABLE"] = "y" if create_tables else "n"
+        if check.flag("compress", compress):
+            env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+        if cipher_key is not None:
+            env["CIPHER_TOPIC"] = _cipher_topic()
+            env["CIPHER_KEY"] = _check_cipher_key(cipher_key)
         if "POSTGRES_SCHEMA" in env:
             _prepare_postgres(env, create_schema=create_tables)
-        return cls(env, policy=policy, clock=clock)
+        return cls(env, policy=policy, clock=clock, snapshot_every=snapshot_every)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
@@ -549,7 +623,12 @@ class MessageService(Application[UUID]):
     # -- internals --
 
     def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
-        return _storage_errors(self._where, self._secret)
+        return _storage_errors(self._where, self._secret, encrypted=self._encrypted)
+
+    def _check_readable(self) -> None:
+        """Decode the first stored event, so a wrong key fails at opening."""
+        for notification in self.notification_log.select(start=1, limit=1):
+            self.mapper.to_domain_event(notification)
 
     def _load(self, msg_id: str) -> Message:
         try:

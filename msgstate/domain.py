@@ -111,7 +111,7 @@ class Message(Aggregate):
         self.need_read_receipt = need_read_receipt
         self.cloud_custom_data = cloud_custom_data
         self.content_json = content
-        self.status = _next_status(None, "Created")
+        self.status_value = int(_next_status(None, "Created"))
         self.attempts = 1
         self.created_at = at
         self.updated_at = at
@@ -124,6 +124,11 @@ class Message(Aggregate):
         self.seq: str | None = None
         self.server_time: datetime | None = None
         self.delivered_at: datetime | None = None
+
+    @property
+    def status(self) -> MessageStatus:
+        """The current status (stored as a plain int, so snapshots round-trip)."""
+        return MessageStatus(self.status_value)
 
     @property
     def content(self) -> dict[str, Any]:
@@ -232,7 +237,7 @@ class Message(Aggregate):
         retry_after: float | None,
         at: datetime,
     ) -> None:
-        self.status = _next_status(self.status, "SendFailed")
+        self.status_value = int(_next_status(self.status, "SendFailed"))
         self.last_error_code = code
         self.last_error_desc = desc
         self.last_retry_after = retry_after
@@ -249,7 +254,7 @@ class Message(Aggregate):
         online_user_only: bool,
         at: datetime,
     ) -> None:
-        self.status = _next_status(self.status, "ResendRequested")
+        self.status_value = int(_next_status(self.status, "ResendRequested"))
         self.attempts = attempt
         self.request_ids.append(request_id)
         self.online_user_only = online_user_only
@@ -259,7 +264,7 @@ class Message(Aggregate):
     def _delivered(
         self, attempt: int, seq: str, server_time: datetime, at: datetime
     ) -> None:
-        self.status = _next_status(self.status, "Delivered")
+        self.status_value = int(_next_status(self.status, "Delivered"))
         self.seq = seq
         self.server_time = server_time
         self.delivered_at = at
