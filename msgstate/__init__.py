@@ -12,7 +12,7 @@ from msgstate.application import (
     setup_schema,
 )
 from msgstate.codes import CodeInfo, RetryClass
-from msgstate.domain import MESSAGE_NAMESPACE, Message
+from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
     DeliveryConflict,
@@ -21,12 +21,16 @@ from msgstate.errors import (
     InvalidArgument,
     MessageNotFound,
     MsgStateError,
+    ProjectionTimeout,
     ResendRefused,
     StorageError,
 )
+from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.policy import Decision, ResendPolicy
+from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
 from msgstate.views import HistoryEntry, MessageView
+from msgstate.whatif import MessageWhatIf, WhatIfReport
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -34,6 +38,7 @@ __all__ = [
     "TRANSITIONS",
     "CodeInfo",
     "ConcurrencyConflict",
+    "DeadLetter",
     "Decision",
     "DeliveryConflict",
     "DuplicateMessage",
@@ -45,12 +50,15 @@ __all__ = [
     "MessageService",
     "MessageStatus",
     "MessageView",
+    "MessageWhatIf",
     "MsgStateError",
+    "ProjectionTimeout",
     "ResendPolicy",
     "ResendRefused",
     "RetryClass",
     "StorageError",
     "Transition",
+    "WhatIfReport",
     "generate_cipher_key",
     "setup_schema",
 ]

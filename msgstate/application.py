@@ -15,7 +15,8 @@ import re
 import secrets
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,12 +37,25 @@ from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
     DuplicateMessage,
+    ErrorCode,
     InvalidArgument,
     MessageNotFound,
+    ProjectionTimeout,
     StorageError,
 )
 from msgstate.policy import Decision, ResendPolicy
+from msgstate.projections import (
+    APPLICATION_NAME,
+    DeadLetter,
+    MessageViews,
+    PolicyQuery,
+    apply_or_skip,
+    change_for,
+    views_class_for,
+)
+from msgstate.status import MessageStatus
 from msgstate.views import HistoryEntry, MessageView, view_of
+from msgstate.whatif import WhatIfReport, simulate
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -53,6 +67,9 @@ __all__ = [
 
 DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
 """The environment variable read when ``MessageService.open`` gets no URL."""
+
+CATCH_UP_BATCH = 1_000
+"""Notifications read (and applied in one transaction) per catch-up step."""
 
 CONFLICT_RETRIES = 3
 """How many times a command that lost a race is reloaded and decided again."""
@@ -336,6 +353,7 @@ class MessageService(Application[UUID]):
         policy: ResendPolicy | None = None,
         clock: Clock | None = None,
         snapshot_every: int | None = None,
+        catch_up: bool = True,
     ) -> None:
         if policy is not None and not isinstance(policy, ResendPolicy):
             raise InvalidArgument(f"policy must be a ResendPolicy, got {policy!r}")
@@ -355,6 +373,9 @@ class MessageService(Application[UUID]):
         with self._storage_errors():
             super().__init__(env=settings)
             self._check_readable()
+            self._views = self._construct_views()
+        self._policy_query = PolicyQuery.of(self._policy)
+        self._catch_up_on_query = catch_up
 
     @classmethod
     def open(
@@ -367,6 +388,7 @@ class MessageService(Application[UUID]):
         snapshot_every: int | None = None,
         cipher_key: str | None = None,
         compress: bool = False,
+        projections: str = "catch_up",
     ) -> MessageService:
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
@@ -378,7 +400,11 @@ class MessageService(Application[UUID]):
         load in bounded time. ``cipher_key`` (from :func:`generate_cipher_key`)
         encrypts every event and snapshot with AES-GCM; ``compress`` zlib-compresses
         them (before encryption). A store must always be opened with the same
-        ``cipher_key`` and ``compress``.
+        ``cipher_key`` and ``compress``. ``projections="catch_up"`` (the default)
+        brings the read models up to date before each read-model query;
+        ``"external"`` leaves that to a separate projection process (see
+        :func:`msgstate.projections.run_projections`) and
+        :meth:`wait_for_projections`.
         """
         if url is None:
             url = os.environ.get(DATABASE_URL_ENV) or "memory://"
@@ -392,7 +418,17 @@ class MessageService(Application[UUID]):
             env["CIPHER_KEY"] = _check_cipher_key(cipher_key)
         if "POSTGRES_SCHEMA" in env:
             _prepare_postgres(env, create_schema=create_tables)
-        return cls(env, policy=policy, clock=clock, snapshot_every=snapshot_every)
+        if projections not in ("catch_up", "external"):
+            raise InvalidArgument(
+                f"projections must be 'catch_up' or 'external', got {projections!r}"
+            )
+        return cls(
+            env,
+            policy=policy,
+            clock=clock,
+            snapshot_every=snapshot_every,
+            catch_up=projections == "catch_up",
+        )
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
@@ -620,7 +656,201 @@ class MessageService(Application[UUID]):
             message = e.mutate(message)
         return view_of(message, self._policy)
 
+    # -- read models --
+
+    def due_resends(
+        self, now: datetime | None = None, limit: int = 100
+    ) -> list[MessageView]:
+        """Failed messages the policy would resend at ``now``, soonest
+        ``next_retry_at`` first (at most ``limit``; ``now`` defaults to the clock).
+
+        Answered from the read model, not by scanning every stream.
+        """
+        moment = self.now() if now is None else check.aware_datetime("now", now)
+        check.integer("limit", limit, 1, 100_000)
+        self._maybe_catch_up()
+        with self._storage_errors():
+            ids = self._views.due(self._policy_query, moment.timestamp(), limit)
+        due = []
+        for aggregate_id in ids:
+            view = view_of(self._load_id(aggregate_id), self._policy)
+            decision = self._policy.decide(view, moment)
+            if (
+                decision.allowed
+                and view.next_retry_at is not None
+                and view.next_retry_at <= moment
+            ):
+                due.append(view)
+        return due
+
+    def dead_letters(
+        self,
+        now: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[DeadLetter]:
+        """Failed messages the policy will never resend, ordered by ``msg_id``.
+
+        Page with ``after`` = the previous page's last ``msg_id``. ``now`` (default:
+        the clock) decides which messages have expired.
+        """
+        moment = self.now() if now is None else check.aware_datetime("now", now)
+        check.integer("limit", limit, 1, 100_000)
+        after = None if after is None else check.text("after", after, max_chars=128)
+        self._maybe_catch_up()
+        with self._storage_errors():
+            page = self._views.dead_page(
+                self._policy_query, moment.timestamp(), limit, after
+            )
+        letters = []
+        for aggregate_id, msg_id in page:
+            view = view_of(self._load_id(aggregate_id), self._policy)
+            decision = self._policy.decide(view, moment)
+            if not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
+                letters.append(DeadLetter(msg_id, decision.code, decision.desc, view))
+        return letters
+
+    def status_counts(self) -> dict[MessageStatus, int]:
+        """How many messages are in each status (every status, zeros included)."""
+        self._maybe_catch_up()
+        with self._storage_errors():
+            counts = self._views.status_counts()
+        return {status: counts.get(int(status), 0) for status in MessageStatus}
+
+    def counts_by_error_code(self) -> dict[int, int]:
+        """For messages now in SEND_FAIL: how many have each last error code."""
+        self._maybe_catch_up()
+        with self._storage_errors():
+            return dict(sorted(self._views.error_code_counts().items()))
+
+    def catch_up_projections(self) -> int:
+        """Apply every notification not yet in the read models; how many were."""
+        applied = 0
+        with self._storage_errors():
+            while True:
+                start = (self._views.max_tracking_id(APPLICATION_NAME) or 0) + 1
+                notifications = self.recorder.select_notifications(
+                    start=start, limit=CATCH_UP_BATCH
+                )
+                if not notifications:
+                    return applied
+                changes = [
+                    change
+                    for n in notifications
+                    if (change := change_for(self.mapper.to_domain_event(n), n.id))
+                    is not None
+                ]
+                applied += apply_or_skip(self._views, changes)
+                if len(notifications) < CATCH_UP_BATCH:
+                    return applied
+
+    def rebuild_projections(self) -> int:
+        """Drop the read models and replay the whole notification log into them."""
+        with self._storage_errors():
+            self._views.clear(APPLICATION_NAME)
+        return self.catch_up_projections()
+
+    def wait_for_projections(self, timeout: float = 10.0) -> None:
+        """Block until the read models have every event recorded so far.
+
+        For ``projections="external"``; raises :class:`ProjectionTimeout`.
+        """
+        deadline = time.monotonic() + timeout
+        with self._storage_errors():
+            target = self.recorder.max_notification_id() or 0
+            while (self._views.max_tracking_id(APPLICATION_NAME) or 0) < target:
+                if time.monotonic() >= deadline:
+                    raise ProjectionTimeout(
+                        f"read models did not reach notification {target} "
+                        f"within {timeout} s; is the projection process running?"
+                    )
+                time.sleep(0.01)
+
+    # -- audit and replay --
+
+    def export_history(
+        self, msg_ids: Iterable[str] | None = None, since: datetime | None = None
+    ) -> Iterator[str]:
+        """The audit trail as JSON lines, one per event, in notification order.
+
+        Each line has ``msg_id``, ``version``, ``event``, ``recorded_at`` (ISO 8601)
+        and ``data``, and ends with a newline. ``since`` keeps events recorded at
+        or after it; ``msg_ids`` keeps those messages.
+        """
+        wanted = (
+            None
+            if msg_ids is None
+            else {Message.create_id(check.identifier("msg_id", m)) for m in msg_ids}
+        )
+        moment = None if since is None else check.aware_datetime("since", since)
+        names: dict[UUID, str] = {}
+        for event in self._all_events():
+            if isinstance(event, Message.Created):
+                names[event.originator_id] = event.msg_id
+            if wanted is not None and event.originator_id not in wanted:
+                continue
+            if moment is not None and event.at < moment:
+                continue
+            entry = _history_entry(event)
+            line = {
+                "msg_id": names.get(event.originator_id),
+                "version": entry.version,
+                "event": entry.event,
+                "recorded_at": entry.recorded_at.isoformat(),
+                "data": entry.data,
+            }
+            yield json.dumps(line, default=_json_default, ensure_ascii=False) + "\n"
+
+    def simulate_policy(
+        self, new_policy: ResendPolicy, msg_ids: Iterable[str] | None = None
+    ) -> WhatIfReport:
+        """Replay recorded histories under ``new_policy``; writes nothing."""
+        if not isinstance(new_policy, ResendPolicy):
+            raise InvalidArgument(
+                f"new_policy must be a ResendPolicy, got {new_policy!r}"
+            )
+        streams: Iterable[list[Any]]
+        if msg_ids is not None:
+            ids = [check.identifier("msg_id", m) for m in msg_ids]
+            streams = [self._events(m) for m in ids]
+        else:
+            grouped: dict[UUID, list[Any]] = {}
+            for event in self._all_events():
+                grouped.setdefault(event.originator_id, []).append(event)
+            streams = grouped.values()
+        return simulate(streams, new_policy, self._policy, self.now())
+
     # -- internals --
+
+    def _construct_views(self) -> MessageViews:
+        views_class = views_class_for(self.env.get("PERSISTENCE_MODULE", ""))
+        views = self.factory.tracking_recorder(views_class)
+        if not isinstance(views, MessageViews):  # pragma: no cover - factory contract
+            raise TypeError(f"expected MessageViews, got {type(views).__name__}")
+        views.cipher = self.mapper.cipher
+        return views
+
+    def _maybe_catch_up(self) -> None:
+        if self._catch_up_on_query:
+            self.catch_up_projections()
+
+    def _all_events(self) -> Iterator[Any]:
+        start = 1
+        while True:
+            with self._storage_errors():
+                page = self.recorder.select_notifications(
+                    start=start, limit=CATCH_UP_BATCH
+                )
+                events = [self.mapper.to_domain_event(n) for n in page]
+            yield from events
+            if len(page) < CATCH_UP_BATCH:
+                return
+            start = page[-1].id + 1
+
+    def _load_id(self, aggregate_id: UUID) -> Message:
+        with self._storage_errors():
+            message: Message = self.repository.get(aggregate_id)
+        return message
 
     def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
         return _storage_errors(self._where, self._secret, encrypted=self._encrypted)
@@ -659,6 +889,12 @@ class MessageService(Application[UUID]):
             f"message {msg_id!r} kept changing under {1 + CONFLICT_RETRIES} tries; "
             "the command was not applied, try again"
         )
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 
 def _history_entry(e: Any) -> HistoryEntry:

@@ -22,18 +22,13 @@ from msgstate.errors import (
     InvalidArgument,
     ResendRefused,
 )
+from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.status import MessageStatus, target_status
 
 if TYPE_CHECKING:
     from msgstate.policy import ResendPolicy
 
 __all__ = ["MESSAGE_NAMESPACE", "Message"]
-
-MESSAGE_NAMESPACE = UUID("6f1d7c1e-3b9a-5d2e-9c47-8a0b5e1f2d3c")
-"""The namespace under which ``uuid5(MESSAGE_NAMESPACE, msg_id)`` names a stream.
-
-Published and fixed forever: changing it would orphan every stored message.
-"""
 
 
 class Message(Aggregate):

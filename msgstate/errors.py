@@ -18,6 +18,7 @@ __all__ = [
     "InvalidArgument",
     "MessageNotFound",
     "MsgStateError",
+    "ProjectionTimeout",
     "ResendRefused",
     "StorageError",
 ]
@@ -50,6 +51,8 @@ class ErrorCode(IntEnum):
     """Another writer kept changing the message; the command was not applied."""
     STORAGE_ERROR = 1011
     """The event store could not be opened, read or written."""
+    PROJECTION_TIMEOUT = 1012
+    """The read models did not catch up in time."""
 
 
 class MsgStateError(Exception):
@@ -115,3 +118,9 @@ class StorageError(MsgStateError):
     """
 
     default_code = ErrorCode.STORAGE_ERROR
+
+
+class ProjectionTimeout(MsgStateError, TimeoutError):
+    """``wait_for_projections`` ran out of time."""
+
+    default_code = ErrorCode.PROJECTION_TIMEOUT

@@ -11,17 +11,19 @@ import hashlib
 import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from uuid import UUID, uuid5
 
 from attrs import field, frozen
 
 from msgstate.codes import RetryClass, lookup
 from msgstate.errors import ErrorCode, InvalidArgument
+from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.status import MessageStatus
 
 if TYPE_CHECKING:
     from msgstate.views import MessageView
 
-__all__ = ["Decision", "ResendPolicy"]
+__all__ = ["Decision", "ResendPolicy", "jitter_unit"]
 
 
 @frozen
@@ -125,18 +127,22 @@ class ResendPolicy:
         info = lookup(code)
         return self.unknown_code_class if info is None else info.retry_class
 
-    def delay(self, attempt: int, msg_id: str) -> timedelta:
-        """The backoff after send ``attempt`` (1-based) of ``msg_id`` failed."""
+    def base_delay(self, attempt: int) -> float:
+        """Seconds of backoff after send ``attempt`` failed, before jitter."""
         initial = self.initial_interval.total_seconds()
         cap = self.maximum_interval.total_seconds()
         exponent = max(attempt - 1, 0)
         # Compare in log space: coefficient ** exponent can overflow a float.
         if exponent * math.log(self.backoff_coefficient) >= math.log(cap / initial):
-            base = cap
-        else:
-            base = min(initial * self.backoff_coefficient**exponent, cap)
+            return cap
+        return min(initial * self.backoff_coefficient**exponent, cap)
+
+    def delay(self, attempt: int, msg_id: str) -> timedelta:
+        """The backoff after send ``attempt`` (1-based) of ``msg_id`` failed."""
+        base = self.base_delay(attempt)
         if self.jitter:
-            base *= 1 + self.jitter * (2 * _unit(msg_id, attempt) - 1)
+            unit = jitter_unit(uuid5(MESSAGE_NAMESPACE, msg_id), attempt)
+            base *= 1 + self.jitter * (2 * unit - 1)
         return timedelta(seconds=base)
 
     def next_retry_at(
@@ -240,9 +246,13 @@ def _refuse(code: ErrorCode, desc: str) -> Decision:
     return Decision(allowed=False, code=code, desc=desc)
 
 
-def _unit(msg_id: str, attempt: int) -> float:
-    """A number in [0, 1) fixed by ``(msg_id, attempt)`` in every process."""
+def jitter_unit(message_uuid: UUID, attempt: int) -> float:
+    """A number in [0, 1) fixed by (message, attempt) in every process.
+
+    Keyed by the message's stream id (``uuid5`` of its ``msg_id``), so read models
+    can compute it from any event without knowing the message id.
+    """
     digest = hashlib.blake2b(
-        f"{attempt}:{msg_id}".encode("utf-8", "surrogatepass"), digest_size=8
+        message_uuid.bytes + attempt.to_bytes(8, "big", signed=True), digest_size=8
     ).digest()
     return int.from_bytes(digest, "big") / 2**64

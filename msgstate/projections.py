@@ -1,0 +1,521 @@
+"""Read models: which messages are due for a resend, which are dead, how many of each.
+
+One row per message, kept by an eventsourcing ``Projection`` from the notification
+log, with tracking recorded in the same transaction as the rows (each notification
+applied exactly once). Rows hold only policy-independent facts (status, attempts,
+last error code, times, a jitter unit); everything that depends on the policy (retry
+class, backoff, age limits) is computed at query time from the policy's parameters,
+in SQL. Reopening a service with another policy therefore changes the answers at
+once, and nothing needs recomputing or rebuilding.
+
+Rows hold no message id in clear when the store has a cipher key: the ``msg_key``
+column is then encrypted with the store's own cipher.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from attrs import frozen
+from eventsourcing.persistence import Cipher, IntegrityError, Tracking, TrackingRecorder
+from eventsourcing.popo import POPOTrackingRecorder
+from eventsourcing.projection import Projection
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+
+from msgstate.codes import RetryClass, catalog
+from msgstate.domain import Message
+from msgstate.policy import ResendPolicy, jitter_unit
+from msgstate.status import MessageStatus
+from msgstate.views import MessageView
+
+__all__ = [
+    "DeadLetter",
+    "MessageViews",
+    "MessageViewsProjection",
+    "PolicyQuery",
+    "ViewChange",
+    "change_for",
+]
+
+APPLICATION_NAME = "msgstate"
+_SEND_FAIL = int(MessageStatus.SEND_FAIL)
+# SQL compares with this slack (seconds) and Python's exact decision has the last
+# word, so float rounding in the database can never hide a due message.
+_SLACK = 1e-3
+
+
+@frozen
+class DeadLetter:
+    """A failed message the policy will never resend, and why (``code``)."""
+
+    msg_id: str
+    code: Any  # ErrorCode; typed loosely to keep this module free of errors' import
+    desc: str
+    view: MessageView
+
+
+@frozen
+class ViewChange:
+    """What one notification changes in one message's row."""
+
+    notification_id: int
+    aggregate_id: UUID
+    columns: dict[str, Any]
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def change_for(event: Any, notification_id: int) -> ViewChange | None:
+    """The row change for one stored event (``None`` for events views ignore)."""
+    aid = event.originator_id
+    at = _epoch(event.at)
+    if isinstance(event, Message.Created):
+        columns: dict[str, Any] = {
+            "msg_id": event.msg_id,
+            "status": int(MessageStatus.SENDING),
+            "attempts": 1,
+            "last_error_code": None,
+            "failed_at": None,
+            "retry_after": None,
+            "jitter_u": None,
+            "created_at": at,
+            "online_user_only": int(event.online_user_only),
+            "updated_at": at,
+        }
+    elif isinstance(event, Message.SendFailed):
+        columns = {
+            "status": _SEND_FAIL,
+            "last_error_code": event.code,
+            "failed_at": at,
+            "retry_after": event.retry_after,
+            "jitter_u": jitter_unit(aid, event.attempt),
+            "updated_at": at,
+        }
+    elif isinstance(event, Message.ResendRequested):
+        columns = {
+            "status": int(MessageStatus.SENDING),
+            "attempts": event.attempt,
+            "online_user_only": int(event.online_user_only),
+            "updated_at": at,
+        }
+    elif isinstance(event, Message.Delivered):
+        columns = {"status": int(MessageStatus.SEND_SUCC), "updated_at": at}
+    else:
+        return None
+    return ViewChange(notification_id, aid, columns)
+
+
+@frozen
+class PolicyQuery:
+    """A policy's parameters, as the SQL of the due and dead queries needs them."""
+
+    max_attempts: int
+    base_delays: tuple[float, ...]  # seconds, for attempts 1..len; later: the cap
+    cap: float
+    jitter: float
+    blocked_codes: tuple[int, ...]  # non-retryable catalog codes...
+    allowed_codes: tuple[int, ...]  # ...or, if unknown codes are blocked, these
+    unknown_blocked: bool
+    max_age: float | None
+    online_only_max_age: float | None
+
+    @classmethod
+    def of(cls, policy: ResendPolicy) -> PolicyQuery:
+        blocked = {RetryClass.PERMANENT}
+        if not policy.resend_ambiguous:
+            blocked.add(RetryClass.AMBIGUOUS)
+        codes = catalog()
+        cap = policy.maximum_interval.total_seconds()
+        delays: list[float] = []
+        for attempt in range(1, policy.max_attempts):
+            base = policy.base_delay(attempt)
+            delays.append(base)
+            if base >= cap:
+                break
+        return cls(
+            max_attempts=policy.max_attempts,
+            base_delays=tuple(delays),
+            cap=cap,
+            jitter=float(policy.jitter),
+            blocked_codes=tuple(
+                sorted(c for c, i in codes.items() if i.retry_class in blocked)
+            ),
+            allowed_codes=tuple(
+                sorted(c for c, i in codes.items() if i.retry_class not in blocked)
+            ),
+            unknown_blocked=policy.unknown_code_class in blocked,
+            max_age=None if policy.max_age is None else policy.max_age.total_seconds(),
+            online_only_max_age=(
+                None
+                if policy.online_only_max_age is None
+                else policy.online_only_max_age.total_seconds()
+            ),
+        )
+
+    # -- the same rules in Python (memory views) -------------------------------------
+
+    def retryable(self, code: int) -> bool:
+        if self.unknown_blocked:
+            return code in self.allowed_codes
+        return code not in self.blocked_codes
+
+    def expired(self, row: dict[str, Any], now: float) -> bool:
+        age = now - row["created_at"]
+        if self.max_age is not None and age > self.max_age:
+            return True
+        return bool(
+            row["online_user_only"]
+            and self.online_only_max_age is not None
+            and age > self.online_only_max_age
+        )
+
+    def next_retry(self, row: dict[str, Any]) -> float:
+        attempts = row["attempts"]
+        base = (
+            self.base_delays[attempts - 1]
+            if attempts <= len(self.base_delays)
+            else self.cap
+        )
+        wait = base * (1 + self.jitter * (2 * row["jitter_u"] - 1))
+        return float(row["failed_at"] + max(wait, row["retry_after"] or 0.0))
+
+    def is_due(self, row: dict[str, Any], now: float) -> bool:
+        return (
+            row["status"] == _SEND_FAIL
+            and row["attempts"] < self.max_attempts
+            and self.retryable(row["last_error_code"])
+            and not self.expired(row, now)
+            and self.next_retry(row) <= now + _SLACK
+        )
+
+    def is_dead(self, row: dict[str, Any], now: float) -> bool:
+        return row["status"] == _SEND_FAIL and (
+            row["attempts"] >= self.max_attempts
+            or not self.retryable(row["last_error_code"])
+            or self.expired(row, now)
+        )
+
+    # -- the same rules in SQL --------------------------------------------------------
+
+    def sql_retryable(self) -> str:
+        if self.unknown_blocked:
+            return f"last_error_code IN ({_ints(self.allowed_codes)})"
+        if not self.blocked_codes:
+            return "1=1"
+        return f"last_error_code NOT IN ({_ints(self.blocked_codes)})"
+
+    def sql_expired(self, now: str) -> str:
+        """``now`` is the SQL for the current time (a bound parameter)."""
+        terms = []
+        if self.max_age is not None:
+            terms.append(f"(created_at < {now} - {self.max_age!r})")
+        if self.online_only_max_age is not None:
+            terms.append(
+                f"(online_user_only = 1 AND created_at < {now} - "
+                f"{self.online_only_max_age!r})"
+            )
+        return "(" + " OR ".join(terms) + ")" if terms else "(1=0)"
+
+    def sql_next_retry(self, greatest: str) -> str:
+        cases = " ".join(
+            f"WHEN {i} THEN {d!r}" for i, d in enumerate(self.base_delays, start=1)
+        )
+        base = (
+            f"(CASE attempts {cases} ELSE {self.cap!r} END)"
+            if cases
+            else repr(self.cap)
+        )
+        wait = f"{base} * (1 + {self.jitter!r} * (2 * jitter_u - 1))"
+        return f"(failed_at + {greatest}({wait}, COALESCE(retry_after, 0.0)))"
+
+
+def _ints(values: Iterable[int]) -> str:
+    return ", ".join(str(int(v)) for v in values) or "NULL"
+
+
+class MessageViews(TrackingRecorder, ABC):
+    """The message read model: rows plus tracking, in one store."""
+
+    cipher: Cipher | None = None
+    """Encrypts ``msg_key`` when the store is encrypted (set by the service)."""
+
+    def encode_key(self, msg_id: str) -> bytes:
+        raw = msg_id.encode("utf-8")
+        return raw if self.cipher is None else self.cipher.encrypt(raw)
+
+    def decode_key(self, key: bytes) -> str:
+        raw = bytes(key)
+        return (raw if self.cipher is None else self.cipher.decrypt(raw)).decode(
+            "utf-8"
+        )
+
+    def prepare(self, changes: Sequence[ViewChange]) -> list[ViewChange]:
+        """Encode message ids for storage."""
+        prepared = []
+        for change in changes:
+            columns = dict(change.columns)
+            if "msg_id" in columns:
+                columns["msg_key"] = self.encode_key(columns.pop("msg_id"))
+            prepared.append(
+                ViewChange(change.notification_id, change.aggregate_id, columns)
+            )
+        return prepared
+
+    @abstractmethod
+    def apply(self, changes: Sequence[ViewChange], application_name: str) -> int:
+        """Apply the changes not yet applied, with their tracking, atomically.
+
+        Returns how many were applied (the others were already, by another process).
+        """
+
+    @abstractmethod
+    def due(self, query: PolicyQuery, now: float, limit: int) -> list[UUID]:
+        """Ids of failed messages due at ``now``, soonest first (a superset by
+        at most a millisecond; the service's exact decision filters)."""
+
+    @abstractmethod
+    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
+        """(id, msg_key) of failed messages the policy will never resend."""
+
+    @abstractmethod
+    def status_counts(self) -> dict[int, int]: ...
+
+    @abstractmethod
+    def error_code_counts(self) -> dict[int, int]: ...
+
+    @abstractmethod
+    def clear(self, application_name: str) -> None:
+        """Delete every row and the tracking position (before a rebuild)."""
+
+    def dead_page(
+        self, query: PolicyQuery, now: float, limit: int, after: str | None
+    ) -> list[tuple[UUID, str]]:
+        """A page of dead messages ordered by message id, after ``after``."""
+        rows = [(aid, self.decode_key(key)) for aid, key in self.dead(query, now)]
+        rows.sort(key=lambda row: row[1])
+        if after is not None:
+            rows = [row for row in rows if row[1] > after]
+        return rows[:limit]
+
+
+_COLUMNS = (
+    "msg_key",
+    "status",
+    "attempts",
+    "last_error_code",
+    "failed_at",
+    "retry_after",
+    "jitter_u",
+    "created_at",
+    "online_user_only",
+    "updated_at",
+)
+
+
+class POPOMessageViews(POPOTrackingRecorder, MessageViews):
+    """In-memory rows, for the memory store."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self._rows: dict[UUID, dict[str, Any]] = {}
+
+    def apply(self, changes: Sequence[ViewChange], application_name: str) -> int:
+        with self._database_lock:
+            current = self._max_tracking_ids[application_name] or 0
+            todo = [c for c in self.prepare(changes) if c.notification_id > current]
+            if not todo:
+                return 0
+            for change in todo:
+                self._rows.setdefault(change.aggregate_id, {}).update(change.columns)
+            self._insert_tracking(Tracking(application_name, todo[-1].notification_id))
+            return len(todo)
+
+    def _snapshot(self) -> list[tuple[UUID, dict[str, Any]]]:
+        with self._database_lock:
+            return [(aid, dict(row)) for aid, row in self._rows.items()]
+
+    def due(self, query: PolicyQuery, now: float, limit: int) -> list[UUID]:
+        due = [
+            (query.next_retry(r), aid)
+            for aid, r in self._snapshot()
+            if query.is_due(r, now)
+        ]
+        due.sort()
+        return [aid for _, aid in due[:limit]]
+
+    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
+        return [
+            (aid, r["msg_key"]) for aid, r in self._snapshot() if query.is_dead(r, now)
+        ]
+
+    def status_counts(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for _, row in self._snapshot():
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        return counts
+
+    def error_code_counts(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for _, row in self._snapshot():
+            if row["status"] == _SEND_FAIL:
+                code = row["last_error_code"]
+                counts[code] = counts.get(code, 0) + 1
+        return counts
+
+    def clear(self, application_name: str) -> None:
+        with self._database_lock:
+            self._rows.clear()
+            self._max_tracking_ids.pop(application_name, None)
+
+
+class SQLiteMessageViews(SQLiteTrackingRecorder, MessageViews):
+    """Rows in the table ``msgstate_views`` of the SQLite file."""
+
+    table = "msgstate_views"
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.create_table_statements.extend(
+            [
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                "id TEXT PRIMARY KEY, msg_key BLOB, status INTEGER, attempts INTEGER, "
+                "last_error_code INTEGER, failed_at REAL, retry_after REAL, "
+                "jitter_u REAL, created_at REAL, online_user_only INTEGER, "
+                "updated_at REAL) WITHOUT ROWID",
+                f"CREATE INDEX IF NOT EXISTS {self.table}_status "
+                f"ON {self.table} (status, failed_at)",
+            ]
+        )
+
+    def apply(self, changes: Sequence[ViewChange], application_name: str) -> int:
+        prepared = self.prepare(changes)
+        with self.datastore.transaction(commit=True) as c:
+            current = self._max_tracking_id(application_name, c) or 0
+            todo = [ch for ch in prepared if ch.notification_id > current]
+            if not todo:
+                return 0
+            _upsert(c, self.table, todo, "?", str)
+            # Fails (and rolls all back) if another writer moved past us meanwhile.
+            self._insert_tracking(
+                c, Tracking(application_name, todo[-1].notification_id)
+            )
+            return len(todo)
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return list(c.fetchall())
+
+    def due(self, query: PolicyQuery, now: float, limit: int) -> list[UUID]:
+        next_retry = query.sql_next_retry("max")
+        rows = self._query(
+            f"SELECT id FROM {self.table} WHERE status = {_SEND_FAIL} "
+            f"AND attempts < :max_attempts AND {query.sql_retryable()} "
+            f"AND NOT {query.sql_expired(':now')} "
+            f"AND {next_retry} <= :now + {_SLACK!r} "
+            f"ORDER BY {next_retry}, id LIMIT :limit",
+            {"now": now, "max_attempts": query.max_attempts, "limit": limit},
+        )
+        return [UUID(row[0]) for row in rows]
+
+    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
+        rows = self._query(
+            f"SELECT id, msg_key FROM {self.table} WHERE status = {_SEND_FAIL} AND "
+            f"(attempts >= :max_attempts OR NOT ({query.sql_retryable()}) "
+            f"OR {query.sql_expired(':now')})",
+            {"now": now, "max_attempts": query.max_attempts},
+        )
+        return [(UUID(row[0]), bytes(row[1])) for row in rows]
+
+    def status_counts(self) -> dict[int, int]:
+        rows = self._query(
+            f"SELECT status, count(*) FROM {self.table} GROUP BY status", {}
+        )
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def error_code_counts(self) -> dict[int, int]:
+        rows = self._query(
+            f"SELECT last_error_code, count(*) FROM {self.table} "
+            f"WHERE status = {_SEND_FAIL} GROUP BY last_error_code",
+            {},
+        )
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def clear(self, application_name: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"DELETE FROM {self.table}")
+            c.execute(
+                "DELETE FROM tracking WHERE application_name = ?", [application_name]
+            )
+
+
+def _upsert(
+    cursor: Any,
+    table: str,
+    changes: Sequence[ViewChange],
+    mark: str,
+    render_id: Any,
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE for each change, grouped by column set."""
+    # Keep notification order (one message's changes must not be reordered): batch
+    # consecutive changes with the same columns into one executemany.
+    ordered: list[tuple[tuple[str, ...], list[list[Any]]]] = []
+    for change in changes:
+        names = tuple(change.columns)
+        row = [render_id(change.aggregate_id), *change.columns.values()]
+        if ordered and ordered[-1][0] == names:
+            ordered[-1][1].append(row)
+        else:
+            ordered.append((names, [row]))
+    for names, rows in ordered:
+        placeholders = ", ".join([mark] * (len(names) + 1))
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names)
+        statement = (
+            f"INSERT INTO {table} (id, {', '.join(names)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        cursor.executemany(statement, rows)
+
+
+class MessageViewsProjection(Projection[MessageViews]):
+    """Keeps :class:`MessageViews` from the notification log (one event at a time).
+
+    Used by eventsourcing's ``ProjectionRunner`` in a separate process; the service
+    catches up in batches through :meth:`MessageViews.apply` instead.
+    """
+
+    name = APPLICATION_NAME
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        change = change_for(domain_event, tracking.notification_id)
+        if change is None:
+            self.view.insert_tracking(tracking)
+        else:
+            self.view.apply([change], tracking.application_name)
+
+
+def views_class_for(persistence_module: str) -> type[MessageViews]:
+    if persistence_module == "eventsourcing.popo":
+        return POPOMessageViews
+    if persistence_module == "eventsourcing.sqlite":
+        return SQLiteMessageViews
+    if persistence_module == "eventsourcing.postgres":
+        from msgstate._pg_views import PostgresMessageViews
+
+        return PostgresMessageViews
+    msg = f"no read model for {persistence_module}"
+    raise ValueError(msg)
+
+
+def apply_or_skip(views: MessageViews, changes: Sequence[ViewChange]) -> int:
+    """Apply a batch; if another process got there first, apply nothing."""
+    try:
+        return views.apply(changes, APPLICATION_NAME)
+    except IntegrityError:
+        return 0
