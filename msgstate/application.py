@@ -40,6 +40,7 @@ from msgstate.errors import (
     ErrorCode,
     InvalidArgument,
     MessageNotFound,
+    MsgStateError,
     ProjectionTimeout,
     StorageError,
 )
@@ -257,6 +258,8 @@ def _storage_errors(
 
 
 def _is_storage_failure(error: Exception) -> bool:
+    if isinstance(error, MsgStateError):
+        return False  # already ours (ProjectionTimeout is also an OSError)
     if isinstance(error, PersistenceError | sqlite3.Error | OSError):
         return True
     psycopg = sys.modules.get("psycopg")  # only loaded when PostgreSQL is used
@@ -289,6 +292,33 @@ def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
             )
             with contextlib.suppress(errors.UniqueViolation, errors.DuplicateSchema):
                 connection.execute(statement)
+
+
+def service_env(
+    url: str | None,
+    *,
+    create_tables: bool = True,
+    cipher_key: str | None = None,
+    compress: bool = False,
+) -> dict[str, str]:
+    """Every eventsourcing setting for a store, as :meth:`MessageService.open` uses.
+
+    Checks the URL and options, and on PostgreSQL connects once (creating the
+    schema when ``create_tables``), so that a failure names its real cause.
+    """
+    if url is None:
+        url = os.environ.get(DATABASE_URL_ENV) or "memory://"
+    env = persistence_env(url)
+    check.flag("create_tables", create_tables)
+    env["CREATE_TABLE"] = "y" if create_tables else "n"
+    if check.flag("compress", compress):
+        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+    if cipher_key is not None:
+        env["CIPHER_TOPIC"] = _cipher_topic()
+        env["CIPHER_KEY"] = _check_cipher_key(cipher_key)
+    if "POSTGRES_SCHEMA" in env:
+        _prepare_postgres(env, create_schema=create_tables)
+    return env
 
 
 def generate_cipher_key() -> str:
@@ -406,18 +436,9 @@ class MessageService(Application[UUID]):
         :func:`msgstate.projections.run_projections`) and
         :meth:`wait_for_projections`.
         """
-        if url is None:
-            url = os.environ.get(DATABASE_URL_ENV) or "memory://"
-        env = persistence_env(url)
-        check.flag("create_tables", create_tables)
-        env["CREATE_TABLE"] = "y" if create_tables else "n"
-        if check.flag("compress", compress):
-            env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
-        if cipher_key is not None:
-            env["CIPHER_TOPIC"] = _cipher_topic()
-            env["CIPHER_KEY"] = _check_cipher_key(cipher_key)
-        if "POSTGRES_SCHEMA" in env:
-            _prepare_postgres(env, create_schema=create_tables)
+        env = service_env(
+            url, create_tables=create_tables, cipher_key=cipher_key, compress=compress
+        )
         if projections not in ("catch_up", "external"):
             raise InvalidArgument(
                 f"projections must be 'catch_up' or 'external', got {projections!r}"
@@ -662,7 +683,8 @@ class MessageService(Application[UUID]):
         self, now: datetime | None = None, limit: int = 100
     ) -> list[MessageView]:
         """Failed messages the policy would resend at ``now``, soonest
-        ``next_retry_at`` first (at most ``limit``; ``now`` defaults to the clock).
+        ``next_retry_at`` first, ties in stream-id order (at most ``limit``; ``now``
+        defaults to the clock).
 
         Answered from the read model, not by scanning every stream.
         """

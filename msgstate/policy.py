@@ -53,6 +53,19 @@ def _is_positive_interval(value: object) -> bool:
     return isinstance(value, timedelta) and value > timedelta(0)
 
 
+def _is_finite(value: int | float) -> bool:
+    """``math.isfinite`` without its OverflowError for ints beyond any float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+MAX_INTERVAL = timedelta(days=36_525)
+"""The longest ``maximum_interval``: 100 years. With jitter the wait is at most
+twice that, so ``next_retry_at`` stays a representable datetime."""
+
+
 @frozen
 class ResendPolicy:
     """When a failed message may be resent.
@@ -88,14 +101,14 @@ class ResendPolicy:
         )
         _require(
             _is_positive_interval(self.maximum_interval)
-            and self.maximum_interval >= self.initial_interval,
-            "maximum_interval must be a timedelta >= initial_interval, "
-            f"got {self.maximum_interval!r}",
+            and self.initial_interval <= self.maximum_interval <= MAX_INTERVAL,
+            "maximum_interval must be a timedelta >= initial_interval and at most "
+            f"{MAX_INTERVAL.days} days, got {self.maximum_interval!r}",
         )
         _require(
             isinstance(self.backoff_coefficient, int | float)
             and not isinstance(self.backoff_coefficient, bool)
-            and math.isfinite(self.backoff_coefficient)
+            and _is_finite(self.backoff_coefficient)
             and self.backoff_coefficient >= 1,
             "backoff_coefficient must be a finite number >= 1, "
             f"got {self.backoff_coefficient!r}",

@@ -21,7 +21,13 @@ from tests import pg
 from tests.conftest import backend_url
 from tests.support import FakeClock
 
-SECRET_BITS = ["msg-secret-42", "sender-secret", "content-secret", "cloud-secret"]
+SECRET_BITS = [
+    "msg-secret-42",
+    "dead-secret",
+    "sender-secret",
+    "content-secret",
+    "cloud-secret",
+]
 
 
 def fill(service: MessageService, msg_id: str = "msg-secret-42") -> None:
@@ -34,6 +40,10 @@ def fill(service: MessageService, msg_id: str = "msg-secret-42") -> None:
     )
     service.record_failure(msg_id, code=6012, desc="desc-secret")
     service.resend(msg_id, request_id="request-secret", actor="actor-secret")
+    service.create("dead-secret", sender="sender-secret", user_id="user-secret")
+    service.record_failure("dead-secret", code=80001)
+    # The read models are filled too, so their rows are scanned as well.
+    assert ["dead-secret"] == [d.msg_id for d in service.dead_letters()]
 
 
 def long_history(service: MessageService, msg_id: str, cycles: int) -> None:

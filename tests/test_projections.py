@@ -1,0 +1,310 @@
+"""Read models: due resends, dead letters, counts; rebuild; external runner."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings, target
+from hypothesis import strategies as st
+
+from msgstate import (
+    ErrorCode,
+    Message,
+    MessageService,
+    MessageStatus,
+    MsgStateError,
+    ProjectionTimeout,
+    ResendPolicy,
+    RetryClass,
+)
+from tests.conftest import ServiceFactory, backend_url
+from tests.support import EPOCH, FakeClock
+
+TIMEOUT, BLOCKED, ACK = 6012, 80001, 9520
+
+
+def make(service: MessageService, msg_id: str, **kwargs: Any) -> None:
+    service.create(msg_id, sender="alice", user_id="bob", **kwargs)
+
+
+def test_due_resends_soonest_first_with_limit(
+    service: MessageService, clock: FakeClock
+) -> None:
+    """due_resends lists retryable failures whose backoff ended, soonest first."""
+    for msg_id, retry_after in [("late", 50), ("soon", None), ("mid", 20)]:
+        make(service, msg_id)
+        service.record_failure(msg_id, code=TIMEOUT, retry_after=retry_after)
+    make(service, "blocked")
+    service.record_failure("blocked", code=BLOCKED)
+    make(service, "sending")
+    at = EPOCH + timedelta(seconds=30)
+    assert ["soon", "mid"] == [v.msg_id for v in service.due_resends(at)]
+    later = EPOCH + timedelta(seconds=60)
+    assert ["soon", "mid", "late"] == [v.msg_id for v in service.due_resends(later)]
+    assert ["soon"] == [v.msg_id for v in service.due_resends(later, limit=1)]
+
+
+def test_dead_letters_with_reasons_and_paging(
+    make_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """dead_letters pages by msg_id and says why each message is dead."""
+    service = make_service(ResendPolicy(max_attempts=2, max_age=timedelta(hours=1)))
+    make(service, "c-blocked")
+    service.record_failure("c-blocked", code=BLOCKED)
+    make(service, "a-exhausted")
+    service.record_failure("a-exhausted", code=TIMEOUT)
+    service.resend("a-exhausted")
+    service.record_failure("a-exhausted", code=TIMEOUT)
+    make(service, "b-retryable")
+    service.record_failure("b-retryable", code=TIMEOUT)
+    now = clock.now
+    first = service.dead_letters(now, limit=1)
+    second = service.dead_letters(now, limit=1, after=first[-1].msg_id)
+    rest = service.dead_letters(now, limit=10, after=second[-1].msg_id)
+    actual = [(d.msg_id, d.code) for d in [*first, *second, *rest]]
+    expected = [
+        ("a-exhausted", ErrorCode.ATTEMPTS_EXHAUSTED),
+        ("c-blocked", ErrorCode.NOT_RETRYABLE),
+    ]
+    assert expected == actual
+    expired = service.dead_letters(now + timedelta(hours=2))
+    assert ErrorCode.EXPIRED == {d.msg_id: d.code for d in expired}["b-retryable"]
+
+
+def test_counts(service: MessageService) -> None:
+    """status_counts covers every status; counts_by_error_code only SEND_FAIL."""
+    for i in range(3):
+        make(service, f"m{i}")
+    service.record_failure("m0", code=TIMEOUT)
+    service.record_failure("m1", code=BLOCKED)
+    service.record_delivery("m2", seq="1")
+    counts = service.status_counts()
+    assert 6 == len(counts)
+    assert (0, 1, 2) == (
+        counts[MessageStatus.SENDING],
+        counts[MessageStatus.SEND_SUCC],
+        counts[MessageStatus.SEND_FAIL],
+    )
+    assert {TIMEOUT: 1, BLOCKED: 1} == service.counts_by_error_code()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres"])
+def test_reopening_with_another_policy_changes_the_split(
+    backend_name: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Due/dead follow the policy of the service asking, not a frozen one."""
+    url = backend_url(backend_name, tmp_path)
+    lenient = MessageService.open(url, clock=clock)
+    make(lenient, "m1")
+    lenient.record_failure("m1", code=ACK)
+    clock.advance(10)
+    assert ["m1"] == [v.msg_id for v in lenient.due_resends()]
+    strict = MessageService.open(
+        url, clock=clock, policy=ResendPolicy(resend_ambiguous=False)
+    )
+    assert [] == strict.due_resends()
+    assert [("m1", ErrorCode.NOT_RETRYABLE)] == [
+        (d.msg_id, d.code) for d in strict.dead_letters()
+    ]
+    unknown = MessageService.open(
+        url, clock=clock, policy=ResendPolicy(unknown_code_class=RetryClass.PERMANENT)
+    )
+    assert ["m1"] == [v.msg_id for v in unknown.due_resends()]
+
+
+# -- the property: live == rebuilt == what the policy says per message --
+
+COMMANDS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["create", "create", "fail", "fail", "resend", "deliver", "tick"]
+        ),
+        st.integers(0, 5),  # which message
+        st.sampled_from([TIMEOUT, TIMEOUT, BLOCKED, ACK, 7008, 424242]),
+        st.sampled_from([None, 0.5, 30.0]),  # retry_after
+        st.integers(0, 40),  # seconds to advance
+    ),
+    max_size=60,
+)
+POLICIES = st.builds(
+    ResendPolicy,
+    max_attempts=st.sampled_from([1, 2, 3, 4, 4, 4]),
+    jitter=st.sampled_from([0.0, 0.5]),
+    enforce_backoff=st.booleans(),
+    max_age=st.sampled_from([None, None, timedelta(seconds=90)]),
+    online_only_max_age=st.sampled_from([None, None, timedelta(seconds=30)]),
+    unknown_code_class=st.sampled_from(list(RetryClass)),
+    resend_ambiguous=st.booleans(),
+)
+
+
+def run_commands(
+    service: MessageService, clock: FakeClock, commands: list[Any], prefix: str
+) -> list[str]:
+    ids = []
+    for name, which, code, retry_after, seconds in commands:
+        msg_id = f"{prefix}{which}"
+        try:
+            if name == "create":
+                make(service, msg_id, online_user_only=which % 2 == 0)
+                ids.append(msg_id)
+            elif name == "fail":
+                service.record_failure(msg_id, code=code, retry_after=retry_after)
+            elif name == "resend":
+                service.resend(msg_id)
+            elif name == "deliver":
+                service.record_delivery(msg_id, seq=f"s{which}")
+            else:
+                clock.advance(seconds)
+        except MsgStateError:
+            pass  # refusals are part of the sequence
+        clock.advance(1)  # distinct times, so orderings are not all ties
+    return sorted(set(ids))
+
+
+def expected_split(
+    service: MessageService, ids: list[str], now: Any
+) -> tuple[list[str], list[tuple[str, ErrorCode]]]:
+    """What the policy decides, message by message, from each full history."""
+    due: list[tuple[Any, str]] = []
+    dead = []
+    for msg_id in ids:
+        view = service.get(msg_id)
+        decision = service.policy.decide(view, now)
+        if view.status is not MessageStatus.SEND_FAIL:
+            continue
+        if decision.allowed and view.next_retry_at <= now:
+            # Documented order: next_retry_at, ties by stream id.
+            due.append((view.next_retry_at, Message.create_id(msg_id), msg_id))
+        elif not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
+            dead.append((msg_id, decision.code))
+    return [m for _, _, m in sorted(due)], sorted(dead)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(commands=COMMANDS, policy=POLICIES, extra=st.integers(0, 120))
+def test_live_rebuilt_and_model_agree(
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    commands: Any,
+    policy: Any,
+    extra: int,
+) -> None:
+    """After any commands, live views == rebuilt views == the policy's answers."""
+    clock = FakeClock()
+    url = backend_url(backend, tmp_path_factory.mktemp("p"))
+    service = MessageService.open(url, policy=policy, clock=clock)
+    # Every message exists from the start, so failures and resends land often.
+    commands = [("create", i, 0, None, 0) for i in range(6)] + commands
+    half = len(commands) // 2
+    ids = run_commands(service, clock, commands[:half], "m")
+    service.status_counts()  # catch up half-way, so live views are incremental
+    ids = sorted(set(ids) | set(run_commands(service, clock, commands[half:], "m")))
+    now = clock.now + timedelta(seconds=extra)
+
+    def observe() -> Any:
+        return (
+            [v.msg_id for v in service.due_resends(now, limit=1000)],
+            sorted((d.msg_id, d.code) for d in service.dead_letters(now, limit=1000)),
+            service.status_counts(),
+            service.counts_by_error_code(),
+        )
+
+    live = observe()
+    service.rebuild_projections()
+    rebuilt = observe()
+    assert live == rebuilt
+    due, dead = expected_split(service, ids, now)
+    target(float(len(due)), label="due messages")  # steer towards orderings
+    target(float(len(dead)), label="dead messages")
+    assert (due, dead) == (live[0], live[1])
+    statuses = [service.get(m).status for m in ids]
+    assert {s: statuses.count(s) for s in MessageStatus} == live[2]
+    service.close()
+
+
+def test_rebuild_counts_every_event(service: MessageService) -> None:
+    """rebuild_projections replays the whole log and reports how many events."""
+    for i in range(5):
+        make(service, f"m{i}")
+        service.record_failure(f"m{i}", code=TIMEOUT)
+    assert 10 == service.rebuild_projections()
+    assert 0 == service.catch_up_projections()
+
+
+# -- audit trail --
+
+
+def test_export_history_round_trips(service: MessageService, clock: FakeClock) -> None:
+    """Each JSON line equals the history entry it exports, in notification order."""
+    make(service, "a", content={"text": "hi"})
+    clock.advance(1)
+    make(service, "b")
+    service.record_failure("a", code=TIMEOUT, desc="t/o")
+    service.resend("a", request_id="r1", actor="admin")
+    service.record_delivery("a", seq="9")
+    lines = list(service.export_history())
+    assert all(line.endswith("\n") for line in lines)
+    parsed = [json.loads(line) for line in lines]
+    assert ["a", "b", "a", "a", "a"] == [p["msg_id"] for p in parsed]
+    for msg_id in ("a", "b"):
+        exported = [p for p in parsed if p["msg_id"] == msg_id]
+        recorded = service.history(msg_id)
+        assert [(h.version, h.event, h.recorded_at.isoformat()) for h in recorded] == [
+            (p["version"], p["event"], p["recorded_at"]) for p in exported
+        ]
+        assert [
+            json.loads(json.dumps(h.data, default=lambda d: d.isoformat()))
+            for h in recorded
+        ] == [p["data"] for p in exported]
+
+
+def test_export_history_filters(service: MessageService, clock: FakeClock) -> None:
+    """msg_ids keeps those messages; since keeps events recorded at or after it."""
+    make(service, "a")
+    clock.advance(10)
+    make(service, "b")
+    service.record_failure("a", code=TIMEOUT)
+    only_a = [json.loads(x)["msg_id"] for x in service.export_history(msg_ids=["a"])]
+    assert ["a", "a"] == only_a
+    recent = [
+        (json.loads(x)["msg_id"], json.loads(x)["event"])
+        for x in service.export_history(since=EPOCH + timedelta(seconds=10))
+    ]
+    assert [("b", "Created"), ("a", "SendFailed")] == recent
+
+
+# -- the external runner (PostgreSQL) --
+
+
+def test_external_runner_keeps_views_current(tmp_path: Path) -> None:
+    """run_projections follows the store; wait_for_projections blocks until current."""
+    from msgstate.runner import run_projections
+
+    url = backend_url("postgres", tmp_path)
+    service = MessageService.open(url, projections="external")
+    make(service, "before")
+    with pytest.raises(ProjectionTimeout):
+        service.wait_for_projections(timeout=0.2)
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=run_projections, args=(url,), kwargs={"stop": stop, "ready": ready}
+    )
+    thread.start()
+    try:
+        assert ready.wait(20)
+        for i in range(20):
+            make(service, f"m{i}")
+            service.record_failure(f"m{i}", code=BLOCKED)
+        service.wait_for_projections(timeout=20)
+        assert 21 == sum(service.status_counts().values())
+        assert 20 == len(service.dead_letters(limit=100))
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
