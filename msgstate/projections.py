@@ -331,8 +331,8 @@ class POPOMessageViews(POPOTrackingRecorder, MessageViews):
             todo = [c for c in self.prepare(changes) if c.notification_id > current]
             if not todo:
                 return 0
-            for change in todo:
-                self._rows.setdefault(change.aggregate_id, {}).update(change.columns)
+            for aggregate_id, columns in merge(todo).items():
+                self._rows.setdefault(aggregate_id, {}).update(columns)
             self._insert_tracking(Tracking(application_name, todo[-1].notification_id))
             return len(todo)
 
@@ -455,6 +455,14 @@ class SQLiteMessageViews(SQLiteTrackingRecorder, MessageViews):
             )
 
 
+def merge(changes: Sequence[ViewChange]) -> dict[UUID, dict[str, Any]]:
+    """One row update per message: later changes' columns override earlier ones."""
+    rows: dict[UUID, dict[str, Any]] = {}
+    for change in changes:
+        rows.setdefault(change.aggregate_id, {}).update(change.columns)
+    return rows
+
+
 def _upsert(
     cursor: Any,
     table: str,
@@ -462,18 +470,14 @@ def _upsert(
     mark: str,
     render_id: Any,
 ) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE for each change, grouped by column set."""
-    # Keep notification order (one message's changes must not be reordered): batch
-    # consecutive changes with the same columns into one executemany.
-    ordered: list[tuple[tuple[str, ...], list[list[Any]]]] = []
-    for change in changes:
-        names = tuple(change.columns)
-        row = [render_id(change.aggregate_id), *change.columns.values()]
-        if ordered and ordered[-1][0] == names:
-            ordered[-1][1].append(row)
-        else:
-            ordered.append((names, [row]))
-    for names, rows in ordered:
+    """INSERT ... ON CONFLICT DO UPDATE, one row per message, grouped by columns."""
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for aggregate_id, columns in merge(changes).items():
+        names = tuple(sorted(columns))
+        groups.setdefault(names, []).append(
+            [render_id(aggregate_id), *(columns[n] for n in names)]
+        )
+    for names, rows in groups.items():
         placeholders = ", ".join([mark] * (len(names) + 1))
         updates = ", ".join(f"{n} = excluded.{n}" for n in names)
         statement = (

@@ -50,25 +50,26 @@ def require() -> None:
     pytest.skip(reason)
 
 
+_CREATED: list[str] = []
+
+
 def fresh_url() -> str:
     """A URL for a new, empty schema in the test database."""
     require()
-    return f"{BASE_URL}?schema={SCHEMA_PREFIX}{uuid4().hex[:16]}"
+    schema = f"{SCHEMA_PREFIX}{uuid4().hex[:16]}"
+    _CREATED.append(schema)
+    return f"{BASE_URL}?schema={schema}"
 
 
 def drop_test_schemas() -> None:
-    """Drop every schema the tests made (also those left by crashed runs)."""
-    if unavailable_reason() is not None:
+    """Drop the schemas this test session made (not other sessions' ones)."""
+    if unavailable_reason() is not None or not _CREATED:
         return
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(BASE_URL, autocommit=True) as connection:
-        rows = connection.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
-            (SCHEMA_PREFIX + "%",),
-        ).fetchall()
-        for (name,) in rows:
+        for name in _CREATED:
             connection.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
             )
