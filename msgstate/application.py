@@ -24,7 +24,11 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
 from eventsourcing.persistence import (
     IntegrityError,
     MapperDeserialisationError,
@@ -68,6 +72,9 @@ __all__ = [
 
 DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
 """The environment variable read when ``MessageService.open`` gets no URL."""
+
+DEFAULT_CACHE_SIZE = 10_000
+"""Messages kept in memory between commands by default."""
 
 CATCH_UP_BATCH = 1_000
 """Notifications read (and applied in one transaction) per catch-up step."""
@@ -376,6 +383,14 @@ class MessageService(Application[UUID]):
     name = "msgstate"
     env: ClassVar[dict[str, str]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # eventsourcing names tables after the class; a subclass must still use
+        # the same tables (msgstate_events, ...) as MessageService itself.
+        named = "name" in cls.__dict__
+        super().__init_subclass__(**kwargs)
+        if not named:
+            cls.name = MessageService.name
+
     def __init__(
         self,
         env: Mapping[str, str] | None = None,
@@ -384,6 +399,7 @@ class MessageService(Application[UUID]):
         clock: Clock | None = None,
         snapshot_every: int | None = None,
         catch_up: bool = True,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if policy is not None and not isinstance(policy, ResendPolicy):
             raise InvalidArgument(f"policy must be a ResendPolicy, got {policy!r}")
@@ -397,6 +413,12 @@ class MessageService(Application[UUID]):
             settings["IS_SNAPSHOTTING_ENABLED"] = "y"
             # Per service, not per class: eventsourcing declares it a ClassVar.
             setattr(self, "snapshotting_intervals", {Message: snapshot_every})  # noqa: B010
+        check.integer("cache_size", cache_size, 0, 10_000_000)
+        if cache_size:
+            # Cached aggregates are fast-forwarded from the store before each
+            # command (so other processes' writes are seen) and copied for it.
+            settings["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
+            settings["AGGREGATE_CACHE_FASTFORWARD"] = "y"
         self._where = _store_name(settings)
         self._secret = settings.get("POSTGRES_PASSWORD", "")
         self._encrypted = "CIPHER_KEY" in settings
@@ -419,6 +441,7 @@ class MessageService(Application[UUID]):
         cipher_key: str | None = None,
         compress: bool = False,
         projections: str = "catch_up",
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> MessageService:
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
@@ -434,7 +457,9 @@ class MessageService(Application[UUID]):
         brings the read models up to date before each read-model query;
         ``"external"`` leaves that to a separate projection process (see
         :func:`msgstate.projections.run_projections`) and
-        :meth:`wait_for_projections`.
+        :meth:`wait_for_projections`. ``cache_size`` messages are kept in memory
+        between commands (0 turns the cache off); each is brought up to date
+        from the store before use, so several processes may share a store.
         """
         env = service_env(
             url, create_tables=create_tables, cipher_key=cipher_key, compress=compress
@@ -449,6 +474,7 @@ class MessageService(Application[UUID]):
             clock=clock,
             snapshot_every=snapshot_every,
             catch_up=projections == "catch_up",
+            cache_size=cache_size,
         )
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
@@ -871,8 +897,27 @@ class MessageService(Application[UUID]):
 
     def _load_id(self, aggregate_id: UUID) -> Message:
         with self._storage_errors():
-            message: Message = self.repository.get(aggregate_id)
+            message: Message = self.repository.get(
+                aggregate_id, projector_func=_project
+            )
         return message
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Save messages' pending events in one transaction.
+
+        For ``Message`` aggregates this skips eventsourcing's generic collection
+        (runtime protocol checks on every object); anything else goes through it.
+        """
+        if kwargs or not all(type(obj) is Message for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing = ProcessingEvent[UUID]()
+        for message in objs:
+            processing.events.extend(message.collect_events())
+            processing.aggregates[message.id] = message
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
 
     def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
         return _storage_errors(self._where, self._secret, encrypted=self._encrypted)
@@ -885,7 +930,9 @@ class MessageService(Application[UUID]):
     def _load(self, msg_id: str) -> Message:
         try:
             with self._storage_errors():
-                message: Message = self.repository.get(Message.create_id(msg_id))
+                message: Message = self.repository.get(
+                    Message.create_id(msg_id), projector_func=_project
+                )
         except AggregateNotFoundError:
             raise MessageNotFound(f"message {msg_id!r} not found") from None
         return message
@@ -911,6 +958,13 @@ class MessageService(Application[UUID]):
             f"message {msg_id!r} kept changing under {1 + CONFLICT_RETRIES} tries; "
             "the command was not applied, try again"
         )
+
+
+def _project(message: Message | None, events: Iterable[Any]) -> Message | None:
+    """eventsourcing's projector, minus its per-event runtime protocol check."""
+    for event in events:
+        message = event.mutate(message)
+    return message
 
 
 def _json_default(value: object) -> str:

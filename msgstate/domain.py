@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
@@ -78,7 +79,21 @@ class Message(Aggregate):
     @staticmethod
     def create_id(msg_id: str) -> UUID:
         """The aggregate id of ``msg_id``: ``uuid5(MESSAGE_NAMESPACE, msg_id)``."""
-        return uuid5(MESSAGE_NAMESPACE, msg_id)
+        return _stream_id(msg_id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Message:
+        """A cheap deep copy: every field is immutable but these three lists.
+
+        eventsourcing copies cached aggregates before each command; the generic
+        ``copy.deepcopy`` walk costs more than the command itself.
+        """
+        clone = object.__new__(type(self))
+        state = dict(self.__dict__)
+        state["failure_codes"] = list(self.failure_codes)
+        state["request_ids"] = list(self.request_ids)
+        state["_pending_events"] = list(self._pending_events)
+        clone.__dict__.update(state)
+        return clone
 
     @event(Created)
     def __init__(
@@ -277,6 +292,11 @@ class Message(Aggregate):
             )
             raise InvalidArgument(msg)
         return attempt
+
+
+@lru_cache(maxsize=65_536)
+def _stream_id(msg_id: str) -> UUID:
+    return uuid5(MESSAGE_NAMESPACE, msg_id)
 
 
 def _next_status(source: MessageStatus | None, event_name: str) -> MessageStatus:

@@ -97,3 +97,14 @@ def test_worker_without_setup_fails_clearly() -> None:
     with pytest.raises(StorageError) as info:
         MessageService.open(url, create_tables=False)
     assert "does not exist" in str(info.value)
+
+
+def test_subclass_uses_the_same_tables() -> None:
+    """A MessageService subclass reads what MessageService wrote (same tables)."""
+
+    class Audited(MessageService):
+        pass
+
+    url = pg.fresh_url()
+    MessageService.open(url).create("m1", sender="a", user_id="b")
+    assert "m1" == Audited.open(url).get("m1").msg_id

@@ -86,8 +86,11 @@ def test_snapshots_bound_load_time(tmp_path: Path, clock: FakeClock) -> None:
     policy = ResendPolicy(max_attempts=5_000)
     writer = MessageService.open(url, policy=policy, clock=clock, snapshot_every=100)
     long_history(writer, "m1", 1_000)
-    plain = MessageService.open(url, policy=policy, clock=clock)
-    snapped = MessageService.open(url, policy=policy, clock=clock, snapshot_every=100)
+    # No aggregate cache: every get() must load from the store.
+    plain = MessageService.open(url, policy=policy, clock=clock, cache_size=0)
+    snapped = MessageService.open(
+        url, policy=policy, clock=clock, snapshot_every=100, cache_size=0
+    )
 
     def best_of(service: MessageService) -> float:
         times = []
