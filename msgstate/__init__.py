@@ -11,6 +11,7 @@ from msgstate.application import (
     generate_cipher_key,
     setup_schema,
 )
+from msgstate.batch import Batch
 from msgstate.codes import CodeInfo, RetryClass
 from msgstate.domain import Message
 from msgstate.errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "MESSAGE_NAMESPACE",
     "TRANSITIONS",
+    "Batch",
     "CodeInfo",
     "ConcurrencyConflict",
     "DeadLetter",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
@@ -62,6 +62,9 @@ from msgstate.status import MessageStatus
 from msgstate.views import HistoryEntry, MessageView, view_of
 from msgstate.whatif import WhatIfReport, simulate
 
+if TYPE_CHECKING:
+    from msgstate.batch import Batch
+
 __all__ = [
     "DATABASE_URL_ENV",
     "MessageService",
@@ -83,6 +86,7 @@ CONFLICT_RETRIES = 3
 """How many times a command that lost a race is reloaded and decided again."""
 
 Clock = Callable[[], datetime]
+Change = Callable[[Message], None]
 
 _EVENT_BASE_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic", "at"}
@@ -512,31 +516,25 @@ class MessageService(Application[UUID]):
         Creating again with identical fields returns the existing message; with
         different fields raises :class:`DuplicateMessage`.
         """
-        fields: dict[str, Any] = {
-            "sender": check.identifier("sender", sender),
-            "user_id": check.optional_identifier("user_id", user_id),
-            "group_id": check.optional_identifier("group_id", group_id),
-            "elem_type": check.integer("elem_type", elem_type, 0, 255),
-            "priority": check.integer("priority", priority, 0, 3),
-            "online_user_only": check.flag("online_user_only", online_user_only),
-            "need_read_receipt": check.flag("need_read_receipt", need_read_receipt),
-            "cloud_custom_data": check.cloud_custom_data(cloud_custom_data),
-            "content": check.content_json(content),
-        }
-        msg_id = check.identifier("msg_id", msg_id)
-        if fields["user_id"] is None and fields["group_id"] is None:
-            raise InvalidArgument("give user_id (C2C), group_id (group) or both")
+        msg_id, fields = _creation(
+            msg_id,
+            sender=sender,
+            user_id=user_id,
+            group_id=group_id,
+            elem_type=elem_type,
+            priority=priority,
+            online_user_only=online_user_only,
+            need_read_receipt=need_read_receipt,
+            cloud_custom_data=cloud_custom_data,
+            content=content,
+        )
         message = Message(msg_id=msg_id, at=self.now(), **fields)
         try:
             with self._storage_errors():
                 self.save(message)
         except IntegrityError:
-            existing = self._load(msg_id)
-            if not existing.same_creation(**fields):
-                raise DuplicateMessage(
-                    f"message {msg_id!r} exists with different fields"
-                ) from None
-            message = existing
+            message = self._load(msg_id)
+            _check_same_creation(message, fields)
         return view_of(message, self._policy)
 
     def record_failure(
@@ -553,20 +551,10 @@ class MessageService(Application[UUID]):
         A report for an older attempt, a repeated report, or one after delivery
         changes nothing and returns the current view.
         """
-        msg_id = check.identifier("msg_id", msg_id)
-        code = check.error_code(code)
-        desc = check.text("desc", desc, max_chars=check.MAX_DESC_CHARS)
-        checked_attempt = check.attempt(attempt)
-        seconds = check.retry_after(retry_after)
         return self._update(
-            msg_id,
-            lambda message: message.record_failure(
-                code=code,
-                desc=desc,
-                attempt=checked_attempt,
-                retry_after=seconds,
-                at=self.now(),
-            ),
+            *self._failure(
+                msg_id, code=code, desc=desc, attempt=attempt, retry_after=retry_after
+            )
         )
 
     def resend(
@@ -584,27 +572,13 @@ class MessageService(Application[UUID]):
         made and the call is not idempotent. ``online_user_only=None`` keeps the
         option in force.
         """
-        msg_id = check.identifier("msg_id", msg_id)
-        request_id = (
-            uuid4().hex
-            if request_id is None
-            else check.identifier("request_id", request_id)
-        )
-        only_online = (
-            None
-            if online_user_only is None
-            else check.flag("online_user_only", online_user_only)
-        )
-        who = check.optional_identifier("actor", actor)
         return self._update(
-            msg_id,
-            lambda message: message.request_resend(
-                policy=self._policy,
-                now=self.now(),
+            *self._resend(
+                msg_id,
                 request_id=request_id,
-                actor=who,
-                online_user_only=only_online,
-            ),
+                online_user_only=online_user_only,
+                actor=actor,
+            )
         )
 
     def record_delivery(
@@ -620,6 +594,136 @@ class MessageService(Application[UUID]):
         Repeating it with the same ``seq`` changes nothing; another ``seq`` raises
         :class:`DeliveryConflict`.
         """
+        return self._update(
+            *self._delivery(msg_id, seq=seq, server_time=server_time, attempt=attempt)
+        )
+
+    # -- batches --
+
+    def batch(self) -> Batch:
+        """Several commands, decided one by one, saved in ONE transaction.
+
+        ``with service.batch() as batch: batch.record_delivery(...); ...`` — each
+        call decides against the current state (earlier calls in the batch
+        included) and returns its view or raises its refusal at once; leaving the
+        block saves every accepted change atomically, or nothing if the block
+        raised. If another writer changed one of the batch's messages meanwhile,
+        leaving raises :class:`ConcurrencyConflict` and saves nothing; run the
+        batch again.
+        """
+        from msgstate.batch import Batch  # the batch module builds on this one
+
+        return Batch(self)
+
+    def record_deliveries(
+        self, items: Iterable[Mapping[str, Any]]
+    ) -> list[MessageView | MsgStateError]:
+        """Record many deliveries in one transaction: one outcome per item.
+
+        Each item holds :meth:`record_delivery`'s arguments (``msg_id``, ``seq``,
+        optionally ``server_time`` and ``attempt``). A refused item's outcome is
+        its error; the others are saved. A lost race is retried (all items
+        decided again) up to 3 times, then every outcome is the
+        :class:`ConcurrencyConflict`.
+        """
+        return self._many(items, "record_delivery")
+
+    def record_failures(
+        self, items: Iterable[Mapping[str, Any]]
+    ) -> list[MessageView | MsgStateError]:
+        """Record many failures in one transaction: one outcome per item.
+
+        Each item holds :meth:`record_failure`'s arguments (``msg_id``, ``code``,
+        optionally ``desc``, ``attempt`` and ``retry_after``); outcomes as for
+        :meth:`record_deliveries`.
+        """
+        return self._many(items, "record_failure")
+
+    def _many(
+        self, items: Iterable[Mapping[str, Any]], command: str
+    ) -> list[MessageView | MsgStateError]:
+        todo = list(items)
+        outcomes: list[MessageView | MsgStateError] = []
+        for _ in range(1 + CONFLICT_RETRIES):
+            outcomes = []
+            try:
+                with self.batch() as batch:
+                    call = getattr(batch, command)
+                    outcomes.extend(_outcome(call, item) for item in todo)
+            except ConcurrencyConflict as conflict:
+                outcomes = [conflict] * len(todo)
+                continue
+            break
+        return outcomes
+
+    # -- what commands share with batches --
+
+    def _failure(
+        self,
+        msg_id: str,
+        *,
+        code: int,
+        desc: str = "",
+        attempt: int | None = None,
+        retry_after: float | None = None,
+    ) -> tuple[str, Change]:
+        msg_id = check.identifier("msg_id", msg_id)
+        code = check.error_code(code)
+        desc = check.text("desc", desc, max_chars=check.MAX_DESC_CHARS)
+        checked_attempt = check.attempt(attempt)
+        seconds = check.retry_after(retry_after)
+
+        def fail(message: Message) -> None:
+            message.record_failure(
+                code=code,
+                desc=desc,
+                attempt=checked_attempt,
+                retry_after=seconds,
+                at=self.now(),
+            )
+
+        return msg_id, fail
+
+    def _resend(
+        self,
+        msg_id: str,
+        *,
+        request_id: str | None = None,
+        online_user_only: bool | None = None,
+        actor: str | None = None,
+    ) -> tuple[str, Change]:
+        msg_id = check.identifier("msg_id", msg_id)
+        request_id = (
+            uuid4().hex
+            if request_id is None
+            else check.identifier("request_id", request_id)
+        )
+        only_online = (
+            None
+            if online_user_only is None
+            else check.flag("online_user_only", online_user_only)
+        )
+        who = check.optional_identifier("actor", actor)
+
+        def resend(message: Message) -> None:
+            message.request_resend(
+                policy=self._policy,
+                now=self.now(),
+                request_id=request_id,
+                actor=who,
+                online_user_only=only_online,
+            )
+
+        return msg_id, resend
+
+    def _delivery(
+        self,
+        msg_id: str,
+        *,
+        seq: str,
+        server_time: datetime | None = None,
+        attempt: int | None = None,
+    ) -> tuple[str, Change]:
         msg_id = check.identifier("msg_id", msg_id)
         seq = check.text("seq", seq, max_chars=check.MAX_SEQ_CHARS, allow_empty=False)
         when = (
@@ -638,7 +742,7 @@ class MessageService(Application[UUID]):
                 at=now,
             )
 
-        return self._update(msg_id, deliver)
+        return msg_id, deliver
 
     # -- queries --
 
@@ -941,7 +1045,7 @@ class MessageService(Application[UUID]):
         with self._storage_errors():
             return list(self.events.get(Message.create_id(msg_id)))
 
-    def _update(self, msg_id: str, change: Callable[[Message], None]) -> MessageView:
+    def _update(self, msg_id: str, change: Change) -> MessageView:
         """Load, apply ``change``, save; reload and retry if another writer won."""
         for _ in range(1 + CONFLICT_RETRIES):
             message = self._load(msg_id)
@@ -958,6 +1062,45 @@ class MessageService(Application[UUID]):
             f"message {msg_id!r} kept changing under {1 + CONFLICT_RETRIES} tries; "
             "the command was not applied, try again"
         )
+
+
+def _creation(msg_id: object, **given: Any) -> tuple[str, dict[str, Any]]:
+    """Checked ``create`` arguments: the message id and the Created fields."""
+    fields: dict[str, Any] = {
+        "sender": check.identifier("sender", given["sender"]),
+        "user_id": check.optional_identifier("user_id", given["user_id"]),
+        "group_id": check.optional_identifier("group_id", given["group_id"]),
+        "elem_type": check.integer("elem_type", given["elem_type"], 0, 255),
+        "priority": check.integer("priority", given["priority"], 0, 3),
+        "online_user_only": check.flag("online_user_only", given["online_user_only"]),
+        "need_read_receipt": check.flag(
+            "need_read_receipt", given["need_read_receipt"]
+        ),
+        "cloud_custom_data": check.cloud_custom_data(given["cloud_custom_data"]),
+        "content": check.content_json(given["content"]),
+    }
+    checked_id = check.identifier("msg_id", msg_id)
+    if fields["user_id"] is None and fields["group_id"] is None:
+        raise InvalidArgument("give user_id (C2C), group_id (group) or both")
+    return checked_id, fields
+
+
+def _check_same_creation(message: Message, fields: Mapping[str, Any]) -> None:
+    if not message.same_creation(**fields):
+        raise DuplicateMessage(
+            f"message {message.msg_id!r} exists with different fields"
+        )
+
+
+def _outcome(call: Callable[..., MessageView], item: Mapping[str, Any]) -> Any:
+    if not isinstance(item, Mapping):
+        return InvalidArgument(f"each item must be a mapping, got {item!r}")
+    try:
+        return call(**item)
+    except MsgStateError as error:
+        return error
+    except TypeError as error:  # a missing or unknown argument name
+        return InvalidArgument(str(error))
 
 
 def _project(message: Message | None, events: Iterable[Any]) -> Message | None:

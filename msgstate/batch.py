@@ -1,0 +1,163 @@
+"""Batches: many commands decided one by one and saved in one transaction.
+
+Delivery acknowledgements arrive in bursts; saving each in its own transaction
+costs a commit per event. A :class:`Batch` decides each command at once (so a
+refusal is raised where it happens, and later calls see earlier ones) and saves
+every accepted change with one ``save(*aggregates)`` when the block ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import IntegrityError
+
+from msgstate.application import _check_same_creation, _creation
+from msgstate.domain import Message
+from msgstate.errors import ConcurrencyConflict, InvalidArgument, MessageNotFound
+from msgstate.views import MessageView, view_of
+
+if TYPE_CHECKING:
+    from msgstate.application import Change, MessageService
+
+__all__ = ["Batch"]
+
+
+class Batch:
+    """Commands against one service, saved together (see ``MessageService.batch``).
+
+    Use it as a context manager, once. Its methods take the same arguments as
+    the service's commands and return the same views.
+    """
+
+    def __init__(self, service: MessageService) -> None:
+        self._service = service
+        self._messages: dict[str, Message] = {}
+        self._state = "new"
+
+    def __enter__(self) -> Batch:
+        if self._state != "new":
+            raise InvalidArgument("a batch is used once; start a new one")
+        self._state = "open"
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = "closed"
+        messages, self._messages = self._messages, {}
+        if exc_type is not None:
+            return  # the block failed: nothing is saved
+        dirty = [m for m in messages.values() if m.pending_events]
+        if not dirty:
+            return
+        try:
+            with self._service._storage_errors():
+                self._service.save(*dirty)
+        except IntegrityError:
+            raise ConcurrencyConflict(
+                f"another writer changed one of this batch's {len(dirty)} messages; "
+                "nothing was saved, run the batch again"
+            ) from None
+
+    @property
+    def pending(self) -> int:
+        """How many events the batch will save."""
+        return sum(len(m.pending_events) for m in self._messages.values())
+
+    # -- commands --
+
+    def create(self, msg_id: str, **kwargs: Any) -> MessageView:
+        """As :meth:`MessageService.create`, saved with the batch."""
+        given = {
+            "user_id": None,
+            "group_id": None,
+            "elem_type": 1,
+            "priority": 0,
+            "online_user_only": False,
+            "need_read_receipt": False,
+            "cloud_custom_data": "",
+            "content": None,
+            **kwargs,
+        }
+        if "sender" not in given or set(given) - _CREATE_ARGS:
+            raise InvalidArgument(
+                f"create takes sender and {sorted(_CREATE_ARGS - {'sender'})}, "
+                f"got {sorted(kwargs)}"
+            )
+        checked_id, fields = _creation(msg_id, **given)
+        self._check_open()
+        message = self._find(checked_id)
+        if message is None:
+            message = Message(msg_id=checked_id, at=self._service.now(), **fields)
+            self._messages[checked_id] = message
+        else:
+            _check_same_creation(message, fields)
+        return view_of(message, self._service.policy)
+
+    def record_failure(self, msg_id: str, **kwargs: Any) -> MessageView:
+        """As :meth:`MessageService.record_failure`, saved with the batch."""
+        return self._apply(*self._service._failure(msg_id, **kwargs))
+
+    def resend(self, msg_id: str, **kwargs: Any) -> MessageView:
+        """As :meth:`MessageService.resend`, saved with the batch."""
+        return self._apply(*self._service._resend(msg_id, **kwargs))
+
+    def record_delivery(
+        self,
+        msg_id: str,
+        *,
+        seq: str,
+        server_time: datetime | None = None,
+        attempt: int | None = None,
+    ) -> MessageView:
+        """As :meth:`MessageService.record_delivery`, saved with the batch."""
+        return self._apply(
+            *self._service._delivery(
+                msg_id, seq=seq, server_time=server_time, attempt=attempt
+            )
+        )
+
+    # -- internals --
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise InvalidArgument("use a batch inside its with-block")
+
+    def _find(self, msg_id: str) -> Message | None:
+        if msg_id in self._messages:
+            return self._messages[msg_id]
+        try:
+            message = self._service._load(msg_id)
+        except MessageNotFound:
+            return None
+        self._messages[msg_id] = message
+        return message
+
+    def _apply(self, msg_id: str, change: Change) -> MessageView:
+        self._check_open()
+        message = self._find(msg_id)
+        if message is None:
+            raise MessageNotFound(f"message {msg_id!r} not found")
+        change(message)  # refusals raise before any event is triggered
+        return view_of(message, self._service.policy)
+
+
+_CREATE_ARGS = frozenset(
+    {
+        "sender",
+        "user_id",
+        "group_id",
+        "elem_type",
+        "priority",
+        "online_user_only",
+        "need_read_receipt",
+        "cloud_custom_data",
+        "content",
+    }
+)

@@ -1,0 +1,216 @@
+"""Batches: decided one by one, saved in one transaction or not at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from msgstate import (
+    Batch,
+    ConcurrencyConflict,
+    ErrorCode,
+    InvalidArgument,
+    MessageNotFound,
+    MessageService,
+    MessageStatus,
+    MsgStateError,
+    ResendRefused,
+    StorageError,
+)
+from tests.conftest import ServiceFactory, backend_url
+from tests.support import FakeClock
+from tests.test_projections import COMMANDS, POLICIES
+
+TIMEOUT = 6012
+
+
+def events_stored(service: MessageService) -> int:
+    return len(list(service.export_history()))
+
+
+def test_batch_saves_everything_in_one_save(service: MessageService) -> None:
+    """Every accepted change of the block is saved by a single save call."""
+    saves: list[int] = []
+    original = service.save
+
+    def counting_save(*objs: Any, **kwargs: Any) -> Any:
+        saves.append(len(objs))
+        return original(*objs, **kwargs)
+
+    service.save = counting_save  # type: ignore[method-assign]
+    with service.batch() as batch:
+        for i in range(5):
+            batch.create(f"m{i}", sender="a", user_id="b")
+            batch.record_failure(f"m{i}", code=TIMEOUT)
+        assert 0 == events_stored(service)
+        assert 10 == batch.pending
+    assert [5] == saves
+    assert 10 == events_stored(service)
+
+
+def test_later_calls_see_earlier_ones(service: MessageService) -> None:
+    """Within a batch, create -> fail -> resend -> deliver follow each other."""
+    with service.batch() as batch:
+        batch.create("m1", sender="a", user_id="b")
+        batch.record_failure("m1", code=TIMEOUT)
+        resent = batch.resend("m1", request_id="r1")
+        again = batch.resend("m1", request_id="r1")  # same request: no-op
+        delivered = batch.record_delivery("m1", seq="7")
+    assert (2, 3, 3) == (resent.attempts, resent.version, again.version)
+    assert (MessageStatus.SEND_SUCC, 4) == (delivered.status, delivered.version)
+    assert service.get("m1") == delivered
+
+
+def test_refusal_is_raised_at_once_and_others_still_save(
+    service: MessageService,
+) -> None:
+    """A refused call raises inside the block; the other calls are saved."""
+    service.create("sending", sender="a", user_id="b")
+    with service.batch() as batch:
+        batch.create("m1", sender="a", user_id="b")
+        with pytest.raises(ResendRefused) as info:
+            batch.resend("sending")
+        with pytest.raises(MessageNotFound):
+            batch.record_delivery("nope", seq="1")
+    assert ErrorCode.SEND_IN_PROGRESS == info.value.code
+    assert "m1" == service.get("m1").msg_id
+    assert 1 == service.get("sending").version
+
+
+def test_exception_in_block_saves_nothing(service: MessageService) -> None:
+    """If the block raises, no change of the batch is saved."""
+    with pytest.raises(RuntimeError), service.batch() as batch:
+        batch.create("m1", sender="a", user_id="b")
+        raise RuntimeError("boom")
+    assert 0 == events_stored(service)
+
+
+def test_lost_race_raises_conflict_and_saves_nothing(
+    make_service: ServiceFactory, backend: str
+) -> None:
+    """Another writer changing a batch message first: ConcurrencyConflict, no save."""
+    first = make_service()
+    first.create("m1", sender="a", user_id="b")
+    other = first if backend == "memory" else make_service()
+    with pytest.raises(ConcurrencyConflict), first.batch() as batch:
+        batch.create("m2", sender="a", user_id="b")
+        batch.record_failure("m1", code=TIMEOUT)
+        other.record_delivery("m1", seq="1")  # wins the race for m1
+    assert MessageStatus.SEND_SUCC == first.get("m1").status
+    with pytest.raises(MessageNotFound):
+        first.get("m2")
+
+
+def test_failed_save_leaves_no_trace(service: MessageService) -> None:
+    """A storage failure while saving the batch stores none of its events."""
+
+    def broken_save(*objs: Any, **kwargs: Any) -> Any:
+        raise StorageError("disk full (simulated)")
+
+    original = service.save
+    service.save = broken_save  # type: ignore[method-assign]
+    with pytest.raises(StorageError), service.batch() as batch:
+        batch.create("m1", sender="a", user_id="b")
+    service.save = original  # type: ignore[method-assign]
+    assert 0 == events_stored(service)
+    with pytest.raises(MessageNotFound):
+        service.get("m1")
+
+
+def test_batch_is_used_once_inside_its_block(service: MessageService) -> None:
+    """Calls outside the with-block, or a second with, are refused."""
+    batch = service.batch()
+    assert isinstance(batch, Batch)
+    with pytest.raises(InvalidArgument):
+        batch.create("m1", sender="a", user_id="b")
+    with batch:
+        pass
+    with pytest.raises(InvalidArgument), batch:
+        pass
+
+
+def test_record_deliveries_one_outcome_per_item(service: MessageService) -> None:
+    """Each item gets its view or its error; refusals don't drop the others."""
+    for i in range(3):
+        service.create(f"m{i}", sender="a", user_id="b")
+    service.record_delivery("m2", seq="old")
+    outcomes = service.record_deliveries(
+        [
+            {"msg_id": "m0", "seq": "1"},
+            {"msg_id": "missing", "seq": "2"},
+            {"msg_id": "m1", "seq": "3"},
+            {"msg_id": "m2", "seq": "different"},
+            {"msg_id": "m1"},
+        ]
+    )
+    kinds = [
+        o.status.name if not isinstance(o, MsgStateError) else o.code.name
+        for o in outcomes
+    ]
+    expected = [
+        "SEND_SUCC",
+        "MESSAGE_NOT_FOUND",
+        "SEND_SUCC",
+        "ALREADY_DELIVERED",
+        "INVALID_ARGUMENT",
+    ]
+    assert expected == kinds
+    assert MessageStatus.SEND_SUCC == service.get("m1").status
+
+
+def test_record_failures(service: MessageService) -> None:
+    """record_failures records each failure and reports bad items as errors."""
+    service.create("m1", sender="a", user_id="b")
+    service.create("m2", sender="a", user_id="b")
+    outcomes = service.record_failures(
+        [{"msg_id": "m1", "code": TIMEOUT}, {"msg_id": "m2", "code": 0}]
+    )
+    assert MessageStatus.SEND_FAIL == outcomes[0].status  # type: ignore[union-attr]
+    assert isinstance(outcomes[1], InvalidArgument)
+
+
+def run(target: Any, commands: list[Any]) -> None:
+    """Apply the commands to a service or a batch (the same method names)."""
+    for name, which, code, retry_after, _ in commands:
+        msg_id = f"m{which}"
+        try:
+            if name == "create":
+                target.create(msg_id, sender="a", user_id="b")
+            elif name == "fail":
+                target.record_failure(msg_id, code=code, retry_after=retry_after)
+            elif name == "resend":
+                target.resend(msg_id, request_id=f"r{which}-{code}")
+            elif name == "deliver":
+                target.record_delivery(msg_id, seq=f"s{which}")
+        except MsgStateError:
+            pass
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(commands=COMMANDS, policy=POLICIES)
+def test_batch_equals_commands_one_by_one(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, commands: Any, policy: Any
+) -> None:
+    """Any batch produces the same histories as its commands run one by one."""
+    clock = FakeClock()
+    one = MessageService.open(
+        backend_url(backend, tmp_path_factory.mktemp("a")), policy=policy, clock=clock
+    )
+    many = MessageService.open(
+        backend_url(backend, tmp_path_factory.mktemp("b")), policy=policy, clock=clock
+    )
+    run(one, commands)
+    with many.batch() as batch:
+        run(batch, commands)
+    for which in range(6):
+        try:
+            expected = one.history(f"m{which}")
+        except MessageNotFound:
+            with pytest.raises(MessageNotFound):
+                many.history(f"m{which}")
+            continue
+        assert expected == many.history(f"m{which}")
+    one.close()
+    many.close()
