@@ -396,6 +396,13 @@ class SQLiteMessageViews(SQLiteTrackingRecorder, MessageViews):
     def apply(self, changes: Sequence[ViewChange], application_name: str) -> int:
         prepared = self.prepare(changes)
         with self.datastore.transaction(commit=True) as c:
+            # Write first: a deferred transaction that read before writing fails
+            # at once ("database is locked") if another connection committed in
+            # between; writing first takes the lock (waiting up to the timeout).
+            c.execute(
+                "INSERT INTO tracking VALUES (?, 0) ON CONFLICT DO NOTHING",
+                [application_name],
+            )
             current = self._max_tracking_id(application_name, c) or 0
             todo = [ch for ch in prepared if ch.notification_id > current]
             if not todo:

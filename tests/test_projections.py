@@ -308,3 +308,31 @@ def test_external_runner_keeps_views_current(tmp_path: Path) -> None:
         stop.set()
         thread.join(20)
     assert not thread.is_alive()
+
+
+def test_sqlite_queries_while_another_service_writes(tmp_path: Path) -> None:
+    """Two services on one SQLite file: catching up never fails as 'locked'."""
+    url = backend_url("sqlite", tmp_path)
+    writer, reader = MessageService.open(url), MessageService.open(url)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        for i in range(300):
+            make(writer, f"m{i}")
+            writer.record_failure(f"m{i}", code=TIMEOUT)
+
+    def read() -> None:
+        for _ in range(150):
+            try:
+                reader.due_resends()
+                reader.status_counts()
+            except MsgStateError as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [] == errors
+    assert 300 == reader.status_counts()[MessageStatus.SEND_FAIL]
