@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
-from attrs import field, frozen
+from attrs import field, fields, frozen
 
 from msgstate.codes import RetryClass, lookup
 from msgstate.errors import ErrorCode, InvalidArgument
@@ -132,6 +133,57 @@ class ResendPolicy:
         for name in ("enforce_backoff", "resend_ambiguous"):
             value = getattr(self, name)
             _require(isinstance(value, bool), f"{name} must be a bool, got {value!r}")
+
+    # -- plain data --
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as plain data (JSON- and, without the ``None`` values, TOML-able).
+
+        Intervals are seconds as floats (``None`` stays ``None``), the retry class
+        is its name; every other setting is copied. :meth:`from_dict` reads it back.
+        """
+        return {
+            "max_attempts": self.max_attempts,
+            "initial_interval": self.initial_interval.total_seconds(),
+            "backoff_coefficient": self.backoff_coefficient,
+            "maximum_interval": self.maximum_interval.total_seconds(),
+            "jitter": self.jitter,
+            "enforce_backoff": self.enforce_backoff,
+            "max_age": _seconds_of(self.max_age),
+            "online_only_max_age": _seconds_of(self.online_only_max_age),
+            "unknown_code_class": self.unknown_code_class.name,
+            "resend_ambiguous": self.resend_ambiguous,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResendPolicy:
+        """The policy described by ``data``, as :meth:`to_dict` writes it.
+
+        Missing keys keep their defaults; intervals are seconds (int or float, or
+        ``None`` for ``max_age`` and ``online_only_max_age``), ``unknown_code_class``
+        is a :class:`RetryClass` name. An unknown key or a bad value raises
+        :class:`InvalidArgument` naming the key.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArgument(
+                f"a policy must be a mapping of settings, got {type(data).__name__}"
+            )
+        known = [f.name for f in fields(cls)]
+        settings: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                raise InvalidArgument(
+                    f"unknown policy key {key!r} (known: {', '.join(known)})"
+                )
+            if key in ("initial_interval", "maximum_interval"):
+                settings[key] = _interval(key, value, optional=False)
+            elif key in ("max_age", "online_only_max_age"):
+                settings[key] = _interval(key, value, optional=True)
+            elif key == "unknown_code_class":
+                settings[key] = _retry_class(key, value)
+            else:
+                settings[key] = value  # checked (and named) by __attrs_post_init__
+        return cls(**settings)
 
     # -- pure computations --
 
@@ -253,6 +305,46 @@ class ResendPolicy:
             desc="resend allowed",
             not_before=not_before,
         )
+
+
+def _seconds_of(interval: timedelta | None) -> float | None:
+    return None if interval is None else interval.total_seconds()
+
+
+def _interval(key: str, value: object, *, optional: bool) -> timedelta | None:
+    """``value`` seconds as a timedelta > 0 (or ``None`` when ``optional``)."""
+    if value is None and optional:
+        return None
+    what = "a number of seconds > 0" + (" or None" if optional else "")
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not _is_finite(value)
+        or value <= 0
+    ):
+        raise InvalidArgument(f"policy key {key!r} must be {what}, got {value!r}")
+    try:
+        interval = timedelta(seconds=value)
+    except OverflowError:
+        raise InvalidArgument(
+            f"policy key {key!r} is {value!r} seconds; at most "
+            f"{MAX_INTERVAL.total_seconds():.0f}"
+        ) from None
+    if interval <= timedelta(0):
+        raise InvalidArgument(
+            f"policy key {key!r} must be at least one microsecond, got {value!r}"
+        )
+    return interval
+
+
+def _retry_class(key: str, value: object) -> RetryClass:
+    """A :class:`RetryClass` from its name."""
+    if isinstance(value, RetryClass):
+        return value
+    if isinstance(value, str) and value in RetryClass.__members__:
+        return RetryClass[value]
+    names = ", ".join(RetryClass.__members__)
+    raise InvalidArgument(f"policy key {key!r} must be one of {names}, got {value!r}")
 
 
 def _refuse(code: ErrorCode, desc: str) -> Decision:
