@@ -46,6 +46,7 @@ from typing import Any
 from attrs import frozen
 
 from msgstate.application import MessageService, persistence_env
+from msgstate.batch import Batch
 from msgstate.codes import RetryClass, lookup
 from msgstate.errors import (
     DuplicateMessage,
@@ -93,6 +94,8 @@ RETRY_AFTER = (1.0, 5.0)
 """Seconds a rate-limited failure asks the sender to wait (uniform)."""
 
 _DUE_SLACK = 100
+_BATCH = 1_000
+"""Commands saved per transaction (flushed earlier before each poll)."""
 """Extra rows asked of ``due_resends`` for other runs' overdue messages."""
 
 _ID_WIDTH = 6
@@ -421,6 +424,26 @@ class _Run:
         self.failures: Counter[str] = Counter()
         self.late_acks = 0
         self.late_ack_deliveries = 0
+        # Commands go into batches (one transaction per up to _BATCH commands),
+        # flushed before every read of the store (polls use the read models).
+        self._batch: Batch | None = None
+        self._batched = 0
+
+    # -- batching --
+
+    def _target(self) -> Batch:
+        if self._batch is not None and self._batched >= _BATCH:
+            self._flush()
+        if self._batch is None:
+            self._batch = self.service.batch().__enter__()
+            self._batched = 0
+        self._batched += 1
+        return self._batch
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            batch.__exit__(None, None, None)
 
     # -- the loop --
 
@@ -445,6 +468,7 @@ class _Run:
                     (max(self.waiting[0][0], last_poll + poll_step), _POLL)
                 )
             if not candidates:
+                self._flush()
                 break
             moment, kind = min(candidates)
             self.clock.move_to(moment)
@@ -485,7 +509,7 @@ class _Run:
 
     def _create(self, index: int) -> None:
         self.commands += 1
-        view = self.service.create(
+        view = self._target().create(
             self.ids[index],
             sender=f"sim-user-{index % 97}",
             user_id=f"sim-peer-{index % 89}",
@@ -503,6 +527,7 @@ class _Run:
                 ready.append(index)
         if not ready:
             return
+        self._flush()  # the read models must see every command so far
         due = self.service.due_resends(limit=min(100_000, len(ready) + _DUE_SLACK))
         due_ids = {view.msg_id for view in due}
         for index in ready:
@@ -522,12 +547,13 @@ class _Run:
         msg_id = self.ids[index]
         self.commands += 1
         try:
-            view = self.service.resend(
+            view = self._target().resend(
                 msg_id, request_id=f"{msg_id}.{attempt}", actor="simulator"
             )
         except ResendRefused as refusal:
             if refusal.code is ErrorCode.TOO_EARLY:
-                decision = self.service.check_resend(msg_id)
+                current = self._target().get(msg_id)
+                decision = self.policy.decide(current, self.clock.now)
                 if decision.not_before is not None:
                     self._wait(index, decision.not_before)
                     return
@@ -544,7 +570,7 @@ class _Run:
         msg_id = self.ids[index]
         self.commands += 1
         if outcome.delivered:
-            view = self.service.record_delivery(
+            view = self._target().record_delivery(
                 msg_id, seq=self._seq(index), attempt=attempt
             )
             self._wrote(index, view.version)
@@ -553,7 +579,7 @@ class _Run:
         assert outcome.code is not None
         assert outcome.retry_class is not None
         self.failures[outcome.retry_class.name] += 1
-        view = self.service.record_failure(
+        view = self._target().record_failure(
             msg_id,
             code=outcome.code,
             desc=outcome.desc,
@@ -583,7 +609,7 @@ class _Run:
         """An acknowledgement for a send already reported as failed."""
         self.commands += 1
         self.late_acks += 1
-        view = self.service.record_delivery(
+        view = self._target().record_delivery(
             self.ids[index], seq=self._seq(index), attempt=attempt
         )
         self._wrote(index, view.version)

@@ -70,6 +70,17 @@ class Batch:
         """How many events the batch will save."""
         return sum(len(m.pending_events) for m in self._messages.values())
 
+    def get(self, msg_id: str) -> MessageView:
+        """The message as this batch sees it (its own unsaved changes included)."""
+        from msgstate import _validate as check
+
+        checked = check.identifier("msg_id", msg_id)
+        self._check_open()
+        message = self._find(checked)
+        if message is None:
+            raise MessageNotFound(f"message {checked!r} not found")
+        return view_of(message, self._service.policy)
+
     # -- commands --
 
     def create(self, msg_id: str, **kwargs: Any) -> MessageView:

@@ -214,3 +214,14 @@ def test_batch_equals_commands_one_by_one(
         assert expected == many.history(f"m{which}")
     one.close()
     many.close()
+
+
+def test_batch_get_sees_unsaved_changes(service: MessageService) -> None:
+    """batch.get shows the batch's own changes before they are saved."""
+    service.create("m1", sender="a", user_id="b")
+    with service.batch() as batch:
+        batch.record_failure("m1", code=TIMEOUT)
+        assert MessageStatus.SEND_FAIL == batch.get("m1").status
+        assert MessageStatus.SENDING == service.get("m1").status
+        with pytest.raises(MessageNotFound):
+            batch.get("missing")
