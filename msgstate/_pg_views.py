@@ -96,12 +96,28 @@ class PostgresMessageViews(PostgresTrackingRecorder, MessageViews):
         )
         return [row["id"] for row in rows]
 
-    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
+    def dead(
+        self,
+        query: PolicyQuery,
+        now: float,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[UUID, bytes]]:
+        page = ""
+        if after is not None:
+            page += " AND msg_key > %(after)s"
+        if limit is not None:
+            page += " ORDER BY msg_key LIMIT %(limit)s"
         rows = self._query(
             f"SELECT id, msg_key FROM {self._table()} WHERE status = {_SEND_FAIL} AND "
             f"(attempts >= %(max_attempts)s OR NOT ({query.sql_retryable()}) "
-            f"OR {query.sql_expired('%(now)s')})",
-            {"now": now, "max_attempts": query.max_attempts},
+            f"OR {query.sql_expired('%(now)s')}){page}",
+            {
+                "now": now,
+                "max_attempts": query.max_attempts,
+                "after": after,
+                "limit": limit,
+            },
         )
         return [(row["id"], bytes(row["msg_key"])) for row in rows]
 

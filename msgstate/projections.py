@@ -280,8 +280,18 @@ class MessageViews(TrackingRecorder, ABC):
         at most a millisecond; the service's exact decision filters)."""
 
     @abstractmethod
-    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
-        """(id, msg_key) of failed messages the policy will never resend."""
+    def dead(
+        self,
+        query: PolicyQuery,
+        now: float,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[UUID, bytes]]:
+        """(id, msg_key) of failed messages the policy will never resend.
+
+        With ``after``/``limit``: ordered by ``msg_key`` (meaningful only while
+        keys are not encrypted), those after ``after``, at most ``limit``.
+        """
 
     @abstractmethod
     def status_counts(self) -> dict[int, int]: ...
@@ -296,26 +306,20 @@ class MessageViews(TrackingRecorder, ABC):
     def dead_page(
         self, query: PolicyQuery, now: float, limit: int, after: str | None
     ) -> list[tuple[UUID, str]]:
-        """A page of dead messages ordered by message id, after ``after``."""
+        """A page of dead messages ordered by message id, after ``after``.
+
+        Unencrypted keys are UTF-8, whose byte order is code-point order, so the
+        database pages; encrypted keys must all be decrypted and sorted here.
+        """
+        if self.cipher is None:
+            start = None if after is None else after.encode("utf-8")
+            page = self.dead(query, now, after=start, limit=limit)
+            return [(aid, self.decode_key(key)) for aid, key in page]
         rows = [(aid, self.decode_key(key)) for aid, key in self.dead(query, now)]
         rows.sort(key=lambda row: row[1])
         if after is not None:
             rows = [row for row in rows if row[1] > after]
         return rows[:limit]
-
-
-_COLUMNS = (
-    "msg_key",
-    "status",
-    "attempts",
-    "last_error_code",
-    "failed_at",
-    "retry_after",
-    "jitter_u",
-    "created_at",
-    "online_user_only",
-    "updated_at",
-)
 
 
 class POPOMessageViews(POPOTrackingRecorder, MessageViews):
@@ -349,10 +353,20 @@ class POPOMessageViews(POPOTrackingRecorder, MessageViews):
         due.sort()
         return [aid for _, aid in due[:limit]]
 
-    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
-        return [
+    def dead(
+        self,
+        query: PolicyQuery,
+        now: float,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[UUID, bytes]]:
+        rows = [
             (aid, r["msg_key"]) for aid, r in self._snapshot() if query.is_dead(r, now)
         ]
+        if after is None and limit is None:
+            return rows
+        rows.sort(key=lambda row: row[1])
+        return [r for r in rows if after is None or r[1] > after][:limit]
 
     def status_counts(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -431,12 +445,28 @@ class SQLiteMessageViews(SQLiteTrackingRecorder, MessageViews):
         )
         return [UUID(row[0]) for row in rows]
 
-    def dead(self, query: PolicyQuery, now: float) -> list[tuple[UUID, bytes]]:
+    def dead(
+        self,
+        query: PolicyQuery,
+        now: float,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[UUID, bytes]]:
+        page = ""
+        if after is not None:
+            page += " AND msg_key > :after"
+        if limit is not None:
+            page += " ORDER BY msg_key LIMIT :limit"
         rows = self._query(
             f"SELECT id, msg_key FROM {self.table} WHERE status = {_SEND_FAIL} AND "
             f"(attempts >= :max_attempts OR NOT ({query.sql_retryable()}) "
-            f"OR {query.sql_expired(':now')})",
-            {"now": now, "max_attempts": query.max_attempts},
+            f"OR {query.sql_expired(':now')}){page}",
+            {
+                "now": now,
+                "max_attempts": query.max_attempts,
+                "after": after,
+                "limit": limit,
+            },
         )
         return [(UUID(row[0]), bytes(row[1])) for row in rows]
 

@@ -336,3 +336,24 @@ def test_sqlite_queries_while_another_service_writes(tmp_path: Path) -> None:
         thread.join()
     assert [] == errors
     assert 300 == reader.status_counts()[MessageStatus.SEND_FAIL]
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_dead_letter_pages_in_code_point_order(
+    backend: str, tmp_path: Path, encrypted: bool
+) -> None:
+    """Paging dead letters walks msg_ids in code-point order, encrypted or not."""
+    from msgstate import generate_cipher_key
+
+    key = generate_cipher_key() if encrypted else None
+    service = MessageService.open(backend_url(backend, tmp_path), cipher_key=key)
+    ids = ["b", "a", "é", "Z", "z", "ab", "中", "a0"]
+    for msg_id in ids:
+        make(service, msg_id)
+        service.record_failure(msg_id, code=BLOCKED)
+    seen: list[str] = []
+    after = None
+    while page := service.dead_letters(limit=3, after=after):
+        seen.extend(d.msg_id for d in page)
+        after = page[-1].msg_id
+    assert sorted(ids) == seen
