@@ -115,10 +115,10 @@ def content_json(value: object) -> str:
         return "{}"
     if not isinstance(value, Mapping):
         raise _fail("content", "must be a JSON-able mapping", value)
-    _check_keys(value, depth=0)
+    plain = _plain(value, depth=0)
     try:
         encoded = json.dumps(
-            value,
+            plain,
             ensure_ascii=False,
             allow_nan=False,
             separators=(",", ":"),
@@ -141,18 +141,24 @@ def content_json(value: object) -> str:
 MAX_CONTENT_DEPTH = 32
 
 
-def _check_keys(value: object, depth: int) -> None:
-    """Mappings need str keys (JSON would silently turn 1 into "1")."""
+def _plain(value: object, depth: int) -> object:
+    """``value`` with every mapping as a dict and every sequence as a list.
+
+    Mappings need str keys (JSON would silently turn 1 into "1"); any Mapping
+    (a ``MappingProxyType``, say) is accepted, not only dict.
+    """
     if depth > MAX_CONTENT_DEPTH:
         raise InvalidArgument(f"content is nested deeper than {MAX_CONTENT_DEPTH}")
     if isinstance(value, Mapping):
+        plain: dict[str, object] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _fail("content", "keys must be str", key)
-            _check_keys(item, depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_keys(item, depth + 1)
+            plain[key] = _plain(item, depth + 1)
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain(item, depth + 1) for item in value]
+    return value
 
 
 def _reject(value: Any) -> Any:

@@ -23,6 +23,10 @@ __all__ = ["CodeInfo", "RetryClass", "catalog", "lookup"]
 class RetryClass(StrEnum):
     """What a failed send's error code says about resending it."""
 
+    def __repr__(self) -> str:
+        # Valid Python, so hypothesis' failing examples and views print runnably.
+        return f"{type(self).__name__}.{self.name}"
+
     TRANSIENT = "TRANSIENT"
     """A timeout or a server-side hiccup: resend after the backoff."""
     AFTER_RECONNECT = "AFTER_RECONNECT"

@@ -27,6 +27,10 @@ __all__ = [
 class ErrorCode(IntEnum):
     """Stable codes for every answer msgstate gives. ``OK`` (0) means allowed."""
 
+    def __repr__(self) -> str:
+        # Valid Python, so hypothesis' failing examples and views print runnably.
+        return f"{type(self).__name__}.{self.name}"
+
     OK = 0
     """The command was accepted (or the resend is allowed)."""
     MESSAGE_NOT_FOUND = 1001

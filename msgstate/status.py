@@ -32,6 +32,10 @@ class MessageStatus(IntEnum):
     a V2TIM client can be represented.
     """
 
+    def __repr__(self) -> str:
+        # Valid Python, so hypothesis' failing examples and views print runnably.
+        return f"{type(self).__name__}.{self.name}"
+
     SENDING = 1
     """A send (the first, or a resend) is in flight."""
     SEND_SUCC = 2

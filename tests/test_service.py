@@ -419,3 +419,26 @@ def test_online_only_age_is_judged_by_the_resend_option(
     except ResendRefused as refusal:
         actual = refusal.code
     assert expected == actual
+
+
+def test_view_repr_is_valid_python(service: MessageService) -> None:
+    """A view's repr evaluates back to an equal view (hypothesis prints them)."""
+    import datetime
+
+    import msgstate
+
+    make(service, content={"text": "hi"})
+    view = service.record_failure("m1", code=ACK_TIMEOUT, retry_after=2)
+    namespace = {**vars(msgstate), "datetime": datetime}
+    assert view == eval(repr(view), namespace)
+    assert "ErrorCode.TOO_EARLY" == repr(ErrorCode.TOO_EARLY)
+
+
+def test_content_may_be_any_mapping(service: MessageService) -> None:
+    """Any Mapping is accepted as content, nested tuples become lists."""
+    from types import MappingProxyType
+
+    view = service.create(
+        "m1", sender="a", user_id="b", content=MappingProxyType({"t": [1, (2, 3)]})
+    )
+    assert {"t": [1, [2, 3]]} == view.content
