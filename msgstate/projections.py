@@ -46,6 +46,7 @@ _SEND_FAIL = int(MessageStatus.SEND_FAIL)
 # SQL compares with this slack (seconds) and Python's exact decision has the last
 # word, so float rounding in the database can never hide a due message.
 _SLACK = 1e-3
+_SCHEDULE_STEPS = 1_000
 
 
 @frozen
@@ -116,8 +117,8 @@ class PolicyQuery:
     """A policy's parameters, as the SQL of the due and dead queries needs them."""
 
     max_attempts: int
-    base_delays: tuple[float, ...]  # seconds, for attempts 1..len; later: the cap
-    cap: float
+    base_delays: tuple[float, ...]  # seconds, for attempts 1..len
+    cap: float  # the base delay of every later attempt
     jitter: float
     blocked_codes: tuple[int, ...]  # non-retryable catalog codes...
     allowed_codes: tuple[int, ...]  # ...or, if unknown codes are blocked, these
@@ -131,13 +132,19 @@ class PolicyQuery:
         if not policy.resend_ambiguous:
             blocked.add(RetryClass.AMBIGUOUS)
         codes = catalog()
-        cap = policy.maximum_interval.total_seconds()
+        # The schedule until it stops changing: it reaches the cap, or (with a
+        # coefficient of 1) never grows. A schedule still growing after
+        # _SCHEDULE_STEPS attempts keeps its last step: a lower bound, so SQL
+        # still finds every due message and the exact decision filters.
         delays: list[float] = []
-        for attempt in range(1, policy.max_attempts):
+        for attempt in range(1, min(policy.max_attempts, _SCHEDULE_STEPS + 1)):
             base = policy.base_delay(attempt)
             delays.append(base)
-            if base >= cap:
+            if base >= policy.maximum_interval.total_seconds() or (
+                len(delays) > 1 and base == delays[-2]
+            ):
                 break
+        cap = delays[-1] if delays else policy.maximum_interval.total_seconds()
         return cls(
             max_attempts=policy.max_attempts,
             base_delays=tuple(delays),

@@ -357,3 +357,21 @@ def test_dead_letter_pages_in_code_point_order(
         seen.extend(d.msg_id for d in page)
         after = page[-1].msg_id
     assert sorted(ids) == seen
+
+
+def test_flat_schedule_with_huge_max_attempts(
+    make_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """backoff_coefficient=1 and a huge max_attempts: quick, and due is exact."""
+    policy = ResendPolicy(
+        max_attempts=10**9, backoff_coefficient=1.0, initial_interval=timedelta(10)
+    )
+    service = make_service(policy)
+    make(service, "m1")
+    for _ in range(3):
+        service.record_failure("m1", code=TIMEOUT)
+        service.resend("m1")
+    service.record_failure("m1", code=TIMEOUT)
+    failed_at = clock.now
+    assert [] == service.due_resends(failed_at + timedelta(days=9))
+    assert ["m1"] == [v.msg_id for v in service.due_resends(failed_at + timedelta(10))]
