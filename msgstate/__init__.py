@@ -5,12 +5,7 @@ Each message is an event-sourced aggregate whose status follows Tencent Cloud IM
 may be resent, and every decision can be replayed from the stored history.
 """
 
-from msgstate.application import (
-    DATABASE_URL_ENV,
-    MessageService,
-    generate_cipher_key,
-    setup_schema,
-)
+from msgstate.application import MessageService, setup_schema
 from msgstate.batch import Batch
 from msgstate.codes import CodeInfo, RetryClass
 from msgstate.domain import Message
@@ -30,6 +25,7 @@ from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
+from msgstate.storage import DATABASE_URL_ENV, generate_cipher_key
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import MessageWhatIf, WhatIfReport
 

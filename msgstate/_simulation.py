@@ -45,7 +45,7 @@ from typing import Any
 
 from attrs import frozen
 
-from msgstate.application import MessageService, persistence_env
+from msgstate.application import MessageService
 from msgstate.batch import Batch
 from msgstate.codes import RetryClass, lookup
 from msgstate.errors import (
@@ -56,6 +56,7 @@ from msgstate.errors import (
     ResendRefused,
 )
 from msgstate.policy import ResendPolicy
+from msgstate.storage import persistence_env
 
 __all__ = [
     "FAILURE_MIX",

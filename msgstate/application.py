@@ -7,21 +7,12 @@ again. Queries read the aggregate's stream. Storage is chosen by one URL.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import os
-import re
-import secrets
-import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
 from eventsourcing.application import (
@@ -31,8 +22,6 @@ from eventsourcing.application import (
 )
 from eventsourcing.persistence import (
     IntegrityError,
-    MapperDeserialisationError,
-    PersistenceError,
 )
 from eventsourcing.utils import Environment
 
@@ -46,7 +35,6 @@ from msgstate.errors import (
     MessageNotFound,
     MsgStateError,
     ProjectionTimeout,
-    StorageError,
 )
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import (
@@ -59,22 +47,19 @@ from msgstate.projections import (
     views_class_for,
 )
 from msgstate.status import MessageStatus
+from msgstate.storage import (
+    DATABASE_URL_ENV,
+    service_env,
+    storage_errors,
+    store_name,
+)
 from msgstate.views import HistoryEntry, MessageView, view_of
 from msgstate.whatif import WhatIfReport, simulate
 
 if TYPE_CHECKING:
     from msgstate.batch import Batch
 
-__all__ = [
-    "DATABASE_URL_ENV",
-    "MessageService",
-    "generate_cipher_key",
-    "persistence_env",
-    "setup_schema",
-]
-
-DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
-"""The environment variable read when ``MessageService.open`` gets no URL."""
+__all__ = ["DATABASE_URL_ENV", "MessageService", "setup_schema"]
 
 DEFAULT_CACHE_SIZE = 10_000
 """Messages kept in memory between commands by default."""
@@ -95,275 +80,6 @@ _EVENT_BASE_FIELDS = frozenset(
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def persistence_env(url: str) -> dict[str, str]:
-    """The eventsourcing settings for a msgstate database URL.
-
-    ``memory://``; ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``
-    or ``sqlite:///:memory:``. Raises :class:`InvalidArgument` naming the URL.
-    """
-    if not isinstance(url, str):
-        raise InvalidArgument(f"database URL must be a str, got {url!r}")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "memory":
-        if url.lower() != "memory://":
-            raise InvalidArgument(f"database URL {url!r}: use exactly 'memory://'")
-        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
-    if scheme == "sqlite":
-        return _sqlite_env(url)
-    if scheme in ("postgresql", "postgres"):
-        return _postgres_env(url)
-    raise InvalidArgument(
-        f"database URL {_redact(url)!r} has an unknown scheme {parts.scheme!r}; "
-        "use memory://, sqlite:///path/to/file.db or sqlite:///:memory:"
-    )
-
-
-def _sqlite_env(url: str) -> dict[str, str]:
-    prefix = "sqlite:///"
-    if not url.lower().startswith(prefix) or len(url) == len(prefix):
-        raise InvalidArgument(
-            f"database URL {url!r}: write sqlite:///relative/path.db, "
-            "sqlite:////absolute/path.db or sqlite:///:memory:"
-        )
-    path = url[len(prefix) :]
-    if path == ":memory:":
-        # A private in-memory database for this service (shared by its connections).
-        dbname = f"file:msgstate-{uuid4().hex}?mode=memory&cache=shared"
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": dbname}
-    if "?" in path or "#" in path or "\x00" in path:
-        raise InvalidArgument(f"database URL {url!r}: query strings are not supported")
-    file = Path(path)
-    if file.is_dir():
-        raise InvalidArgument(f"database URL {url!r} names a directory, not a file")
-    if not file.parent.is_dir():
-        raise InvalidArgument(
-            f"database URL {url!r}: directory {str(file.parent)!r} does not exist"
-        )
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(file),
-        "SQLITE_LOCK_TIMEOUT": "30",
-    }
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_POSTGRES_OPTIONS = {
-    # URL query option: (eventsourcing setting, default, lowest, highest)
-    "pool_size": ("POSTGRES_POOL_SIZE", 5, 1, 1000),
-    "max_overflow": ("POSTGRES_MAX_OVERFLOW", 10, 0, 1000),
-    "connect_timeout": ("POSTGRES_CONNECT_TIMEOUT", 5, 1, 3600),
-    "lock_timeout": ("POSTGRES_LOCK_TIMEOUT", 5, 1, 3600),
-    "idle_in_transaction_timeout": (
-        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
-        5,
-        1,
-        3600,
-    ),
-}
-
-
-def _postgres_env(url: str) -> dict[str, str]:
-    """Settings for ``postgresql://user[:password]@host[:port]/dbname[?options]``.
-
-    Options: ``schema`` (a plain identifier, default ``public``), ``pool_size``,
-    ``max_overflow``, ``connect_timeout``, ``lock_timeout`` and
-    ``idle_in_transaction_timeout`` (whole seconds; none can be 0, so nothing
-    waits forever).
-    """
-    shown = _redact(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 5432
-    except ValueError as error:
-        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
-    dbname = unquote(parts.path.lstrip("/"))
-    if not parts.hostname or not dbname or "/" in dbname:
-        raise InvalidArgument(
-            f"database URL {shown!r}: write postgresql://user:password@host:port/dbname"
-        )
-    if not parts.username:
-        raise InvalidArgument(f"database URL {shown!r} names no user")
-    env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_HOST": parts.hostname,
-        "POSTGRES_PORT": str(port),
-        "POSTGRES_DBNAME": dbname,
-        "POSTGRES_USER": unquote(parts.username),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_SCHEMA": "public",
-    }
-    for setting, default, _, _ in _POSTGRES_OPTIONS.values():
-        env[setting] = str(default)
-    try:
-        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-    except ValueError as error:
-        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
-    for name, values in query.items():
-        value = values[-1]
-        if name == "schema":
-            if not _IDENTIFIER.fullmatch(value):
-                raise InvalidArgument(
-                    f"database URL {shown!r}: schema {value!r} is not a plain "
-                    "identifier (letters, digits and _, at most 63, not first digit)"
-                )
-            env["POSTGRES_SCHEMA"] = value
-        elif name in _POSTGRES_OPTIONS:
-            setting, _, low, high = _POSTGRES_OPTIONS[name]
-            if not value.isdigit() or not low <= int(value) <= high:
-                raise InvalidArgument(
-                    f"database URL {shown!r}: {name} must be a whole number "
-                    f"from {low} to {high}, got {value!r}"
-                )
-            env[setting] = str(int(value))
-        else:
-            known = ", ".join(["schema", *_POSTGRES_OPTIONS])
-            raise InvalidArgument(
-                f"database URL {shown!r}: unknown option {name!r} (known: {known})"
-            )
-    return env
-
-
-def _store_name(env: Mapping[str, str]) -> str:
-    """How errors name a store: a path, or user@host:port/dbname, never a password."""
-    if "POSTGRES_HOST" in env:
-        return (
-            f"postgresql://{env['POSTGRES_USER']}@{env['POSTGRES_HOST']}:"
-            f"{env['POSTGRES_PORT']}/{env['POSTGRES_DBNAME']}"
-            f" (schema {env['POSTGRES_SCHEMA']})"
-        )
-    return env.get("SQLITE_DBNAME", "memory")
-
-
-def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
-
-
-@contextmanager
-def _storage_errors(
-    where: str, secret: str = "", *, encrypted: bool = False
-) -> Iterator[None]:
-    """Translate the store's own errors into :class:`StorageError`."""
-    try:
-        yield
-    except IntegrityError:
-        raise
-    except MapperDeserialisationError:
-        hint = (
-            "the cipher key does not match this store (or the data is damaged)"
-            if encrypted
-            else "its events cannot be decoded; if the store is encrypted or "
-            "compressed, open it with the same cipher_key and compress options"
-        )
-        raise StorageError(f"store {where}: {hint}") from None
-    except Exception as error:
-        if not _is_storage_failure(error):
-            raise
-        text = " ".join(str(error).split()) or type(error).__name__
-        if secret:
-            text = text.replace(secret, "***")
-        raise StorageError(f"store {where}: {text}") from None
-
-
-def _is_storage_failure(error: Exception) -> bool:
-    if isinstance(error, MsgStateError):
-        return False  # already ours (ProjectionTimeout is also an OSError)
-    if isinstance(error, PersistenceError | sqlite3.Error | OSError):
-        return True
-    psycopg = sys.modules.get("psycopg")  # only loaded when PostgreSQL is used
-    return psycopg is not None and isinstance(error, psycopg.Error)
-
-
-def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
-    """Connect once (so a failure names its real cause) and create the schema.
-
-    ``CREATE SCHEMA IF NOT EXISTS`` tolerates a concurrent creator.
-    """
-    import psycopg  # the postgres extra
-    from psycopg import errors, sql
-
-    with (
-        _storage_errors(_store_name(env), env["POSTGRES_PASSWORD"]),
-        psycopg.connect(
-            host=env["POSTGRES_HOST"],
-            port=env["POSTGRES_PORT"],
-            dbname=env["POSTGRES_DBNAME"],
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
-            autocommit=True,
-        ) as connection,
-    ):
-        if create_schema and env["POSTGRES_SCHEMA"] != "public":
-            statement = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(env["POSTGRES_SCHEMA"])
-            )
-            with contextlib.suppress(errors.UniqueViolation, errors.DuplicateSchema):
-                connection.execute(statement)
-
-
-def service_env(
-    url: str | None,
-    *,
-    create_tables: bool = True,
-    cipher_key: str | None = None,
-    compress: bool = False,
-) -> dict[str, str]:
-    """Every eventsourcing setting for a store, as :meth:`MessageService.open` uses.
-
-    Checks the URL and options, and on PostgreSQL connects once (creating the
-    schema when ``create_tables``), so that a failure names its real cause.
-    """
-    if url is None:
-        url = os.environ.get(DATABASE_URL_ENV) or "memory://"
-    env = persistence_env(url)
-    check.flag("create_tables", create_tables)
-    env["CREATE_TABLE"] = "y" if create_tables else "n"
-    if check.flag("compress", compress):
-        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
-    if cipher_key is not None:
-        env["CIPHER_TOPIC"] = _cipher_topic()
-        env["CIPHER_KEY"] = _check_cipher_key(cipher_key)
-    if "POSTGRES_SCHEMA" in env:
-        _prepare_postgres(env, create_schema=create_tables)
-    return env
-
-
-def generate_cipher_key() -> str:
-    """A new random 256-bit AES key, base64-encoded, for ``cipher_key=``.
-
-    Keep it in a secret store: without it the events cannot be read.
-    """
-    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-
-
-def _check_cipher_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise InvalidArgument("cipher_key must be a str from generate_cipher_key()")
-    try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
-    except (ValueError, UnicodeEncodeError):
-        raw = b""
-    if len(raw) not in (16, 24, 32):
-        raise InvalidArgument(
-            "cipher_key must be 16, 24 or 32 bytes in base64 "
-            "(use msgstate.generate_cipher_key())"
-        )
-    return key
-
-
-def _cipher_topic() -> str:
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        raise InvalidArgument(
-            "cipher_key needs the cryptography package: "
-            "pip install 'msgstate[encryption]'"
-        ) from None
-    return "eventsourcing.cryptography:AESCipher"
 
 
 def setup_schema(url: str) -> None:
@@ -423,7 +139,7 @@ class MessageService(Application[UUID]):
             # command (so other processes' writes are seen) and copied for it.
             settings["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
             settings["AGGREGATE_CACHE_FASTFORWARD"] = "y"
-        self._where = _store_name(settings)
+        self._where = store_name(settings)
         self._secret = settings.get("POSTGRES_PASSWORD", "")
         self._encrypted = "CIPHER_KEY" in settings
         with self._storage_errors():
@@ -1024,7 +740,7 @@ class MessageService(Application[UUID]):
         return recordings
 
     def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
-        return _storage_errors(self._where, self._secret, encrypted=self._encrypted)
+        return storage_errors(self._where, self._secret, encrypted=self._encrypted)
 
     def _check_readable(self) -> None:
         """Decode the first stored event, so a wrong key fails at opening."""

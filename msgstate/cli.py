@@ -40,12 +40,13 @@ from attrs import fields
 
 from msgstate import __version__
 from msgstate._simulation import MAX_MESSAGES, SimulationSummary, simulate
-from msgstate.application import DATABASE_URL_ENV, MessageService, persistence_env
+from msgstate.application import DATABASE_URL_ENV, MessageService
 from msgstate.codes import CodeInfo, catalog, lookup
 from msgstate.errors import ErrorCode, InvalidArgument, MsgStateError
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import MessageStatus, to_dot, to_mermaid
+from msgstate.storage import persistence_env
 from msgstate.tencent import V2TIMMessageManager
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import WhatIfReport

@@ -19,7 +19,7 @@ from typing import Any
 from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import Environment, resolve_topic
 
-from msgstate.application import MessageService, service_env
+from msgstate.application import MessageService
 from msgstate.errors import InvalidArgument
 from msgstate.projections import (
     APPLICATION_NAME,
@@ -27,6 +27,7 @@ from msgstate.projections import (
     MessageViewsProjection,
     views_class_for,
 )
+from msgstate.storage import service_env
 
 __all__ = ["run_projections"]
 

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from msgstate import ErrorCode, InvalidArgument, MessageService, StorageError
-from msgstate.application import persistence_env, setup_schema
+from msgstate.application import setup_schema
+from msgstate.storage import persistence_env
 from tests import pg
 
 

@@ -13,7 +13,7 @@ from msgstate import (
     MessageService,
     StorageError,
 )
-from msgstate.application import persistence_env
+from msgstate.storage import persistence_env
 
 
 def test_memory_url() -> None:
