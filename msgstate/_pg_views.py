@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
-from msgstate.projections import (
-    _SEND_FAIL,
-    _SLACK,
-    MessageViews,
-    PolicyQuery,
-    ViewChange,
-    _upsert,
-)
+from msgstate.projections import SQLMessageViews, ViewChange, _upsert
 
 
-class PostgresMessageViews(PostgresTrackingRecorder, MessageViews):
+class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
     """Rows in ``<schema>.msgstate_views``, tracking in ``<schema>.msgstate_tracking``.
 
     Both names are built with ``psycopg.sql.Identifier`` from a validated schema.
@@ -53,9 +45,6 @@ class PostgresMessageViews(PostgresTrackingRecorder, MessageViews):
             ]
         )
 
-    def _table(self) -> str:
-        return self.qualified.as_string()
-
     def apply(self, changes: Sequence[ViewChange], application_name: str) -> int:
         prepared = self.prepare(changes)
         with self.datastore.transaction(commit=True) as curs:
@@ -73,67 +62,24 @@ class PostgresMessageViews(PostgresTrackingRecorder, MessageViews):
             todo = [ch for ch in prepared if ch.notification_id > current]
             if not todo:
                 return 0
-            _upsert(curs, self._table(), todo, "%s", lambda aid: aid)
+            _upsert(curs, self._table_sql(), todo, "%s", lambda aid: aid)
             self._insert_tracking(
                 curs, Tracking(application_name, todo[-1].notification_id)
             )
             return len(todo)
 
-    def _query(self, sql: str, params: dict[str, Any]) -> list[Any]:
+    greatest = "GREATEST"
+
+    def _param(self, name: str) -> str:
+        return f"%({name})s"
+
+    def _table_sql(self) -> str:
+        return self.qualified.as_string()
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql.encode(), params)
-            return list(curs.fetchall())
-
-    def due(self, query: PolicyQuery, now: float, limit: int) -> list[UUID]:
-        next_retry = query.sql_next_retry("GREATEST")
-        rows = self._query(
-            f"SELECT id FROM {self._table()} WHERE status = {_SEND_FAIL} "
-            f"AND attempts < %(max_attempts)s AND {query.sql_retryable()} "
-            f"AND NOT {query.sql_expired('%(now)s')} "
-            f"AND {next_retry} <= %(now)s + {_SLACK!r} "
-            f"ORDER BY {next_retry}, id LIMIT %(limit)s",
-            {"now": now, "max_attempts": query.max_attempts, "limit": limit},
-        )
-        return [row["id"] for row in rows]
-
-    def dead(
-        self,
-        query: PolicyQuery,
-        now: float,
-        after: bytes | None = None,
-        limit: int | None = None,
-    ) -> list[tuple[UUID, bytes]]:
-        page = ""
-        if after is not None:
-            page += " AND msg_key > %(after)s"
-        if limit is not None:
-            page += " ORDER BY msg_key LIMIT %(limit)s"
-        rows = self._query(
-            f"SELECT id, msg_key FROM {self._table()} WHERE status = {_SEND_FAIL} AND "
-            f"(attempts >= %(max_attempts)s OR NOT ({query.sql_retryable()}) "
-            f"OR {query.sql_expired('%(now)s')}){page}",
-            {
-                "now": now,
-                "max_attempts": query.max_attempts,
-                "after": after,
-                "limit": limit,
-            },
-        )
-        return [(row["id"], bytes(row["msg_key"])) for row in rows]
-
-    def status_counts(self) -> dict[int, int]:
-        rows = self._query(
-            f"SELECT status, count(*) AS n FROM {self._table()} GROUP BY status", {}
-        )
-        return {int(r["status"]): int(r["n"]) for r in rows}
-
-    def error_code_counts(self) -> dict[int, int]:
-        rows = self._query(
-            f"SELECT last_error_code, count(*) AS n FROM {self._table()} "
-            f"WHERE status = {_SEND_FAIL} GROUP BY last_error_code",
-            {},
-        )
-        return {int(r["last_error_code"]): int(r["n"]) for r in rows}
+            return [tuple(row.values()) for row in curs.fetchall()]
 
     def clear(self, application_name: str) -> None:
         with self.datastore.transaction(commit=True) as curs:

@@ -395,7 +395,85 @@ class POPOMessageViews(POPOTrackingRecorder, MessageViews):
             self._max_tracking_ids.pop(application_name, None)
 
 
-class SQLiteMessageViews(SQLiteTrackingRecorder, MessageViews):
+class SQLMessageViews(MessageViews):
+    """The read-model queries, written once for every SQL database.
+
+    A database supplies its parameter style (``_param``), its two-argument
+    maximum (``greatest``), the qualified table name and a ``_query`` that
+    returns tuples.
+    """
+
+    greatest = "max"
+
+    @abstractmethod
+    def _param(self, name: str) -> str: ...
+
+    @abstractmethod
+    def _table_sql(self) -> str: ...
+
+    @abstractmethod
+    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]: ...
+
+    def due(self, query: PolicyQuery, now: float, limit: int) -> list[UUID]:
+        p = self._param
+        next_retry = query.sql_next_retry(self.greatest)
+        rows = self._query(
+            f"SELECT id FROM {self._table_sql()} WHERE status = {_SEND_FAIL} "
+            f"AND attempts < {p('max_attempts')} AND {query.sql_retryable()} "
+            f"AND NOT {query.sql_expired(p('now'))} "
+            f"AND {next_retry} <= {p('now')} + {_SLACK!r} "
+            f"ORDER BY {next_retry}, id LIMIT {p('limit')}",
+            {"now": now, "max_attempts": query.max_attempts, "limit": limit},
+        )
+        return [_uuid(row[0]) for row in rows]
+
+    def dead(
+        self,
+        query: PolicyQuery,
+        now: float,
+        after: bytes | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[UUID, bytes]]:
+        p = self._param
+        page = ""
+        if after is not None:
+            page += f" AND msg_key > {p('after')}"
+        if limit is not None:
+            page += f" ORDER BY msg_key LIMIT {p('limit')}"
+        rows = self._query(
+            f"SELECT id, msg_key FROM {self._table_sql()} WHERE status = "
+            f"{_SEND_FAIL} AND (attempts >= {p('max_attempts')} "
+            f"OR NOT ({query.sql_retryable()}) OR {query.sql_expired(p('now'))})"
+            f"{page}",
+            {
+                "now": now,
+                "max_attempts": query.max_attempts,
+                "after": after,
+                "limit": limit,
+            },
+        )
+        return [(_uuid(row[0]), bytes(row[1])) for row in rows]
+
+    def status_counts(self) -> dict[int, int]:
+        rows = self._query(
+            f"SELECT status, count(*) FROM {self._table_sql()} GROUP BY status", {}
+        )
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def error_code_counts(self) -> dict[int, int]:
+        rows = self._query(
+            f"SELECT last_error_code, count(*) FROM {self._table_sql()} "
+            f"WHERE status = {_SEND_FAIL} GROUP BY last_error_code",
+            {},
+        )
+        return {int(r[0]): int(r[1]) for r in rows}
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+class SQLiteMessageViews(SQLiteTrackingRecorder, SQLMessageViews):
     """Rows in the table ``msgstate_views`` of the SQLite file."""
 
     table = "msgstate_views"
@@ -435,61 +513,16 @@ class SQLiteMessageViews(SQLiteTrackingRecorder, MessageViews):
             )
             return len(todo)
 
-    def _query(self, sql: str, params: dict[str, Any]) -> list[Any]:
+    def _param(self, name: str) -> str:
+        return f":{name}"
+
+    def _table_sql(self) -> str:
+        return self.table
+
+    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql, params)
-            return list(c.fetchall())
-
-    def due(self, query: PolicyQuery, now: float, limit: int) -> list[UUID]:
-        next_retry = query.sql_next_retry("max")
-        rows = self._query(
-            f"SELECT id FROM {self.table} WHERE status = {_SEND_FAIL} "
-            f"AND attempts < :max_attempts AND {query.sql_retryable()} "
-            f"AND NOT {query.sql_expired(':now')} "
-            f"AND {next_retry} <= :now + {_SLACK!r} "
-            f"ORDER BY {next_retry}, id LIMIT :limit",
-            {"now": now, "max_attempts": query.max_attempts, "limit": limit},
-        )
-        return [UUID(row[0]) for row in rows]
-
-    def dead(
-        self,
-        query: PolicyQuery,
-        now: float,
-        after: bytes | None = None,
-        limit: int | None = None,
-    ) -> list[tuple[UUID, bytes]]:
-        page = ""
-        if after is not None:
-            page += " AND msg_key > :after"
-        if limit is not None:
-            page += " ORDER BY msg_key LIMIT :limit"
-        rows = self._query(
-            f"SELECT id, msg_key FROM {self.table} WHERE status = {_SEND_FAIL} AND "
-            f"(attempts >= :max_attempts OR NOT ({query.sql_retryable()}) "
-            f"OR {query.sql_expired(':now')}){page}",
-            {
-                "now": now,
-                "max_attempts": query.max_attempts,
-                "after": after,
-                "limit": limit,
-            },
-        )
-        return [(UUID(row[0]), bytes(row[1])) for row in rows]
-
-    def status_counts(self) -> dict[int, int]:
-        rows = self._query(
-            f"SELECT status, count(*) FROM {self.table} GROUP BY status", {}
-        )
-        return {int(r[0]): int(r[1]) for r in rows}
-
-    def error_code_counts(self) -> dict[int, int]:
-        rows = self._query(
-            f"SELECT last_error_code, count(*) FROM {self.table} "
-            f"WHERE status = {_SEND_FAIL} GROUP BY last_error_code",
-            {},
-        )
-        return {int(r[0]): int(r[1]) for r in rows}
+            return [tuple(row) for row in c.fetchall()]
 
     def clear(self, application_name: str) -> None:
         with self.datastore.transaction(commit=True) as c:
