@@ -71,6 +71,19 @@ def integer(name: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def seconds(name: str, value: object, high: float) -> float:
+    """A finite number of seconds from 0 to ``high``."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _fail(name, "must be a number of seconds", value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or not 0 <= number <= high:
+        raise _fail(name, f"must be between 0 and {high} s", value)
+    return number
+
+
 def flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise _fail(name, "must be a bool", value)
@@ -93,7 +106,10 @@ def retry_after(value: object) -> float | None:
         return None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise _fail("retry_after", "must be a number of seconds", value)
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
     if not math.isfinite(seconds) or not 0 <= seconds <= MAX_RETRY_AFTER_SECONDS:
         raise _fail(
             "retry_after", f"must be between 0 and {MAX_RETRY_AFTER_SECONDS} s", value
@@ -106,7 +122,10 @@ def aware_datetime(name: str, value: object) -> datetime:
         raise _fail(name, "must be a datetime", value)
     if value.tzinfo is None or value.utcoffset() is None:
         raise _fail(name, "must be timezone-aware", value)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise _fail(name, "is outside the range of UTC datetimes", value) from None
 
 
 def content_json(value: object) -> str:

@@ -623,6 +623,7 @@ class MessageService(Application[UUID]):
 
         For ``projections="external"``; raises :class:`ProjectionTimeout`.
         """
+        timeout = check.seconds("timeout", timeout, 7 * 24 * 3600)
         deadline = time.monotonic() + timeout
         with self._storage_errors():
             target = self.recorder.max_notification_id() or 0

@@ -51,11 +51,23 @@ def persistence_env(url: str) -> dict[str, str]:
     """
     if not isinstance(url, str):
         raise InvalidArgument(f"database URL must be a str, got {url!r}")
-    parts = urlsplit(url)
+    shown = _redact(url)
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"database URL {shown!r} is not valid Unicode (lone surrogates)"
+        ) from None
+    if "\x00" in url:
+        raise InvalidArgument(f"database URL {shown!r} contains a NUL character")
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
     scheme = parts.scheme.lower()
     if scheme == "memory":
         if url.lower() != "memory://":
-            raise InvalidArgument(f"database URL {url!r}: use exactly 'memory://'")
+            raise InvalidArgument(f"database URL {shown!r}: use exactly 'memory://'")
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if scheme == "sqlite":
         return _sqlite_env(url)
@@ -71,7 +83,7 @@ def _sqlite_env(url: str) -> dict[str, str]:
     prefix = "sqlite:///"
     if not url.lower().startswith(prefix) or len(url) == len(prefix):
         raise InvalidArgument(
-            f"database URL {url!r}: write sqlite:///relative/path.db, "
+            f"database URL {_redact(url)!r}: write sqlite:///relative/path.db, "
             "sqlite:////absolute/path.db or sqlite:///:memory:"
         )
     path = url[len(prefix) :]
@@ -79,8 +91,15 @@ def _sqlite_env(url: str) -> dict[str, str]:
         # A private in-memory database for this service (shared by its connections).
         dbname = f"file:msgstate-{uuid4().hex}?mode=memory&cache=shared"
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": dbname}
-    if "?" in path or "#" in path or "\x00" in path:
+    if "?" in path or "#" in path:
         raise InvalidArgument(f"database URL {url!r}: query strings are not supported")
+    if path.lower().startswith("file:"):
+        raise InvalidArgument(
+            f"database URL {url!r}: SQLite 'file:' URIs are not supported; "
+            "give a plain path"
+        )
+    if path.endswith("/"):
+        raise InvalidArgument(f"database URL {url!r} names a directory, not a file")
     file = Path(path)
     if file.is_dir():
         raise InvalidArgument(f"database URL {url!r} names a directory, not a file")
@@ -122,10 +141,15 @@ def _postgres_env(url: str) -> dict[str, str]:
     shown = _redact(url)
     try:
         parts = urlsplit(url)
-        port = parts.port or 5432
+        port = 5432 if parts.port is None else parts.port
     except ValueError as error:
         raise InvalidArgument(f"database URL {shown!r}: {error}") from None
+    if not 1 <= port <= 65535:
+        raise InvalidArgument(f"database URL {shown!r}: port must be 1 to 65535")
     dbname = unquote(parts.path.lstrip("/"))
+    names = (dbname, unquote(parts.username or ""), unquote(parts.password or ""))
+    if any("\x00" in name for name in names):
+        raise InvalidArgument(f"database URL {shown!r} contains a NUL character")
     if not parts.hostname or not dbname or "/" in dbname:
         raise InvalidArgument(
             f"database URL {shown!r}: write postgresql://user:password@host:port/dbname"
@@ -158,7 +182,9 @@ def _postgres_env(url: str) -> dict[str, str]:
             env["POSTGRES_SCHEMA"] = value
         elif name in _POSTGRES_OPTIONS:
             setting, _, low, high = _POSTGRES_OPTIONS[name]
-            if not value.isdigit() or not low <= int(value) <= high:
+            if not (value.isascii() and value.isdigit()) or not (
+                low <= int(value) <= high
+            ):
                 raise InvalidArgument(
                     f"database URL {shown!r}: {name} must be a whole number "
                     f"from {low} to {high}, got {value!r}"
