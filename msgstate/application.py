@@ -22,6 +22,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.persistence import (
     IntegrityError,
+    Transcoder,
 )
 from eventsourcing.utils import Environment
 
@@ -66,6 +67,9 @@ DEFAULT_CACHE_SIZE = 10_000
 
 CATCH_UP_BATCH = 1_000
 """Notifications read (and applied in one transaction) per catch-up step."""
+
+REBUILD_BATCH = 10_000
+"""The same for a rebuild, where fewer, larger transactions pay off."""
 
 CONFLICT_RETRIES = 3
 """How many times a command that lost a race is reloaded and decided again."""
@@ -196,6 +200,16 @@ class MessageService(Application[UUID]):
             catch_up=projections == "catch_up",
             cache_size=cache_size,
         )
+
+    def construct_transcoder(self) -> Transcoder:
+        """orjson when installed (same stored format), else eventsourcing's JSON."""
+        try:
+            from msgstate._transcoder import OrjsonTranscoder
+        except ImportError:
+            return super().construct_transcoder()
+        transcoder = OrjsonTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
@@ -591,14 +605,18 @@ class MessageService(Application[UUID]):
         with self._storage_errors():
             return dict(sorted(self._views.error_code_counts().items()))
 
-    def catch_up_projections(self) -> int:
-        """Apply every notification not yet in the read models; how many were."""
+    def catch_up_projections(self, *, batch: int = CATCH_UP_BATCH) -> int:
+        """Apply every notification not yet in the read models; how many were.
+
+        ``batch`` notifications are applied per transaction.
+        """
+        check.integer("batch", batch, 1, 1_000_000)
         applied = 0
         with self._storage_errors():
             while True:
                 start = (self._views.max_tracking_id(APPLICATION_NAME) or 0) + 1
                 notifications = self.recorder.select_notifications(
-                    start=start, limit=CATCH_UP_BATCH
+                    start=start, limit=batch
                 )
                 if not notifications:
                     return applied
@@ -609,14 +627,14 @@ class MessageService(Application[UUID]):
                     is not None
                 ]
                 applied += apply_or_skip(self._views, changes)
-                if len(notifications) < CATCH_UP_BATCH:
+                if len(notifications) < batch:
                     return applied
 
     def rebuild_projections(self) -> int:
         """Drop the read models and replay the whole notification log into them."""
         with self._storage_errors():
             self._views.clear(APPLICATION_NAME)
-        return self.catch_up_projections()
+        return self.catch_up_projections(batch=REBUILD_BATCH)
 
     def wait_for_projections(self, timeout: float = 10.0) -> None:
         """Block until the read models have every event recorded so far.
