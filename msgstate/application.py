@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID, uuid4
@@ -50,6 +50,7 @@ from msgstate.projections import (
 from msgstate.status import MessageStatus
 from msgstate.storage import (
     DATABASE_URL_ENV,
+    select_streams,
     service_env,
     storage_errors,
     store_name,
@@ -373,11 +374,17 @@ class MessageService(Application[UUID]):
         self, items: Iterable[Mapping[str, Any]], command: str
     ) -> list[MessageView | MsgStateError]:
         todo = list(items)
+        ids = [
+            item["msg_id"]
+            for item in todo
+            if isinstance(item, Mapping) and isinstance(item.get("msg_id"), str)
+        ]
         outcomes: list[MessageView | MsgStateError] = []
         for _ in range(1 + CONFLICT_RETRIES):
             outcomes = []
             try:
                 with self.batch() as batch:
+                    batch.prefetch(ids)
                     call = getattr(batch, command)
                     outcomes.extend(_outcome(call, item) for item in todo)
             except ConcurrencyConflict as conflict:
@@ -765,6 +772,34 @@ class MessageService(Application[UUID]):
         """Decode the first stored event, so a wrong key fails at opening."""
         for notification in self.notification_log.select(start=1, limit=1):
             self.mapper.to_domain_event(notification)
+
+    def _load_many(self, msg_ids: Sequence[str]) -> dict[str, Message | None]:
+        """Many messages with a few queries (``None`` where not created yet).
+
+        Reads the streams directly when the store allows it and no snapshots
+        are kept; otherwise message by message.
+        """
+        ids = {Message.create_id(msg_id): msg_id for msg_id in msg_ids}
+        streams = None
+        with self._storage_errors():
+            if self.snapshots is None:
+                streams = select_streams(self.recorder, list(ids))
+            if streams is None:
+                return {msg_id: self._find(msg_id) for msg_id in msg_ids}
+            return {
+                msg_id: _project(
+                    None, (self.mapper.to_domain_event(e) for e in streams[aid])
+                )
+                if aid in streams
+                else None
+                for aid, msg_id in ids.items()
+            }
+
+    def _find(self, msg_id: str) -> Message | None:
+        try:
+            return self._load(msg_id)
+        except MessageNotFound:
+            return None
 
     def _load(self, msg_id: str) -> Message:
         try:

@@ -8,15 +8,22 @@ every accepted change with one ``save(*aggregates)`` when the block ends.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import IntegrityError
 
+from msgstate import _validate as check
 from msgstate.application import _check_same_creation, _creation
 from msgstate.domain import Message
-from msgstate.errors import ConcurrencyConflict, InvalidArgument, MessageNotFound
+from msgstate.errors import (
+    ConcurrencyConflict,
+    InvalidArgument,
+    MessageNotFound,
+    MsgStateError,
+)
 from msgstate.views import MessageView, view_of
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ class Batch:
     def __init__(self, service: MessageService) -> None:
         self._service = service
         self._messages: dict[str, Message] = {}
+        self._missing: set[str] = set()  # known not to exist (from prefetch)
         self._state = "new"
 
     def __enter__(self) -> Batch:
@@ -70,10 +78,29 @@ class Batch:
         """How many events the batch will save."""
         return sum(len(m.pending_events) for m in self._messages.values())
 
+    def prefetch(self, msg_ids: Iterable[str]) -> None:
+        """Load many messages at once (a few queries), before commands on them.
+
+        Optional: commands load what they need one message at a time. Invalid
+        ids are left for the commands to refuse.
+        """
+        self._check_open()
+        wanted = []
+        for msg_id in msg_ids:
+            try:
+                checked = check.identifier("msg_id", msg_id)
+            except MsgStateError:
+                continue
+            if checked not in self._messages and checked not in self._missing:
+                wanted.append(checked)
+        for msg_id, message in self._service._load_many(wanted).items():
+            if message is None:
+                self._missing.add(msg_id)
+            else:
+                self._messages[msg_id] = message
+
     def get(self, msg_id: str) -> MessageView:
         """The message as this batch sees it (its own unsaved changes included)."""
-        from msgstate import _validate as check
-
         checked = check.identifier("msg_id", msg_id)
         self._check_open()
         message = self._find(checked)
@@ -107,6 +134,7 @@ class Batch:
         if message is None:
             message = Message(msg_id=checked_id, at=self._service.now(), **fields)
             self._messages[checked_id] = message
+            self._missing.discard(checked_id)
         else:
             _check_same_creation(message, fields)
         return view_of(message, self._service.policy)
@@ -143,11 +171,11 @@ class Batch:
     def _find(self, msg_id: str) -> Message | None:
         if msg_id in self._messages:
             return self._messages[msg_id]
-        try:
-            message = self._service._load(msg_id)
-        except MessageNotFound:
+        if msg_id in self._missing:
             return None
-        self._messages[msg_id] = message
+        message = self._service._find(msg_id)
+        if message is not None:
+            self._messages[msg_id] = message
         return message
 
     def _apply(self, msg_id: str, change: Change) -> MessageView:

@@ -15,16 +15,18 @@ import re
 import secrets
 import sqlite3
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import (
     IntegrityError,
     MapperDeserialisationError,
     PersistenceError,
+    Recorder,
+    StoredEvent,
 )
 
 from msgstate import _validate as check
@@ -34,6 +36,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "generate_cipher_key",
     "persistence_env",
+    "select_streams",
     "service_env",
     "storage_errors",
     "store_name",
@@ -336,3 +339,69 @@ def _cipher_topic() -> str:
             "pip install 'msgstate[encryption]'"
         ) from None
     return "eventsourcing.cryptography:AESCipher"
+
+
+STREAMS_PER_QUERY = 500
+"""Streams read per SELECT by :func:`select_streams`."""
+
+
+def select_streams(
+    recorder: Recorder, ids: Sequence[UUID]
+) -> dict[UUID, list[StoredEvent]] | None:
+    """Every stored event of many streams, a few queries in all (not one a stream).
+
+    Returns ``None`` for a recorder it does not know (the caller then reads
+    stream by stream). Events are in version order within each stream.
+    """
+    from eventsourcing.sqlite import SQLiteAggregateRecorder
+
+    found: dict[UUID, list[StoredEvent]] = {}
+    if isinstance(recorder, SQLiteAggregateRecorder):
+        table = recorder.events_table_name  # eventsourcing's own, not user input
+        for start in range(0, len(ids), STREAMS_PER_QUERY):
+            chunk = [i.hex for i in ids[start : start + STREAMS_PER_QUERY]]  # as stored
+            marks = ",".join("?" * len(chunk))
+            with recorder.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT originator_id, originator_version, topic, state "
+                    f"FROM {table} WHERE originator_id IN ({marks}) "
+                    f"ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                rows = c.fetchall()
+            for row in rows:
+                aid = UUID(row[0])
+                found.setdefault(aid, []).append(
+                    StoredEvent(aid, row[1], row[2], bytes(row[3]))
+                )
+        return found
+    postgres = sys.modules.get("eventsourcing.postgres")
+    if postgres is not None and isinstance(
+        recorder, postgres.PostgresAggregateRecorder
+    ):
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {0}.{1} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(
+            Identifier(recorder.datastore.schema),
+            Identifier(recorder.events_table_name),
+        )
+        for start in range(0, len(ids), STREAMS_PER_QUERY):
+            wanted = list(ids[start : start + STREAMS_PER_QUERY])
+            with recorder.datastore.transaction(commit=False) as curs:
+                curs.execute(statement, (wanted,))
+                rows = curs.fetchall()
+            for row in rows:
+                aid = row["originator_id"]
+                found.setdefault(aid, []).append(
+                    StoredEvent(
+                        aid,
+                        row["originator_version"],
+                        row["topic"],
+                        bytes(row["state"]),
+                    )
+                )
+        return found
+    return None

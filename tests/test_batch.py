@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from msgstate import (
     Batch,
@@ -189,9 +190,13 @@ def run(target: Any, commands: list[Any]) -> None:
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(commands=COMMANDS, policy=POLICIES)
+@given(commands=COMMANDS, policy=POLICIES, prefetch=st.booleans())
 def test_batch_equals_commands_one_by_one(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, commands: Any, policy: Any
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    commands: Any,
+    policy: Any,
+    prefetch: bool,
 ) -> None:
     """Any batch produces the same histories as its commands run one by one."""
     clock = FakeClock()
@@ -203,6 +208,8 @@ def test_batch_equals_commands_one_by_one(
     )
     run(one, commands)
     with many.batch() as batch:
+        if prefetch:  # loading every message up front must change nothing
+            batch.prefetch([f"m{i}" for i in range(6)])
         run(batch, commands)
     for which in range(6):
         try:
@@ -225,3 +232,51 @@ def test_batch_get_sees_unsaved_changes(service: MessageService) -> None:
         assert MessageStatus.SENDING == service.get("m1").status
         with pytest.raises(MessageNotFound):
             batch.get("missing")
+
+
+@pytest.mark.parametrize("snapshots", [None, 2])
+def test_prefetch_loads_the_same_messages(
+    make_service: ServiceFactory, backend: str, snapshots: int | None
+) -> None:
+    """prefetch gives the views one-by-one loading gives; missing ids stay missing."""
+    service = make_service(snapshot_every=snapshots)
+    for i in range(4):
+        service.create(f"m{i}", sender="a", user_id="b")
+        service.record_failure(f"m{i}", code=TIMEOUT)
+    service.resend("m2")
+    expected = [service.get(f"m{i}") for i in range(4)]
+    with service.batch() as batch:
+        batch.prefetch(["m0", "m1", "m2", "m3", "new", "bad\nid"])
+        assert expected == [batch.get(f"m{i}") for i in range(4)]
+        with pytest.raises(MessageNotFound):
+            batch.get("new")
+        created = batch.create("new", sender="a", user_id="b")
+        assert 1 == created.version
+    assert "new" == service.get("new").msg_id
+
+
+def test_bulk_reports_read_streams_in_few_queries(tmp_path: Any) -> None:
+    """record_deliveries loads its messages with one query per 500, not one each."""
+    from msgstate import storage
+
+    service = MessageService.open(backend_url("sqlite", tmp_path))
+    ids = [f"m{i}" for i in range(600)]
+    with service.batch() as batch:
+        for msg_id in ids:
+            batch.create(msg_id, sender="a", user_id="b")
+    calls: list[int] = []
+    original = storage.select_streams
+
+    def counting(recorder: Any, wanted: Any) -> Any:
+        calls.append(len(wanted))
+        return original(recorder, wanted)
+
+    import msgstate.application as application
+
+    application.select_streams = counting  # type: ignore[assignment]
+    try:
+        outcomes = service.record_deliveries([{"msg_id": m, "seq": "1"} for m in ids])
+    finally:
+        application.select_streams = original  # type: ignore[assignment]
+    assert [600] == calls
+    assert all(o.status is MessageStatus.SEND_SUCC for o in outcomes)  # type: ignore[union-attr]
