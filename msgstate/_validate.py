@@ -52,7 +52,10 @@ def text(name: str, value: object, *, max_chars: int, allow_empty: bool = True) 
 def identifier(name: str, value: object) -> str:
     """A non-empty id of printable characters (no control characters)."""
     checked = text(name, value, max_chars=MAX_ID_CHARS, allow_empty=False)
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in checked):
+    ascii_printable = checked.isascii() and checked.isprintable()  # the usual case
+    if not ascii_printable and any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in checked
+    ):
         raise _fail(name, "must not contain control characters", value)
     if checked.strip() != checked:
         raise _fail(name, "must not start or end with white space", value)
