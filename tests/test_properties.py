@@ -32,11 +32,12 @@ from msgstate import (
     ResendPolicy,
     ResendRefused,
 )
+from tests import pg
 from tests import strategies as mst
 from tests.support import EPOCH, FakeClock
 
 MICROSECOND = timedelta(microseconds=1)
-STORE_BACKENDS = ("memory", "sqlite")
+STORE_BACKENDS = ("memory", "sqlite", "postgres")
 
 
 def seconds(interval: timedelta) -> float:
@@ -318,7 +319,13 @@ def fresh_service(
 ) -> Iterator[MessageService]:
     """A service on a new, empty store (SQLite in its own temporary directory)."""
     with tempfile.TemporaryDirectory(prefix="msgstate-prop-") as directory:
-        url = "memory://" if backend == "memory" else f"sqlite:///{directory}/p.db"
+        url = (
+            pg.fresh_url()
+            if backend == "postgres"
+            else "memory://"
+            if backend == "memory"
+            else f"sqlite:///{directory}/p.db"
+        )
         service = MessageService.open(url, policy=policy, clock=clock)
         try:
             yield service

@@ -42,6 +42,7 @@ from msgstate import (
     ResendRefused,
     RetryClass,
 )
+from tests import pg
 from tests import strategies as mst
 from tests.support import FakeClock
 
@@ -360,6 +361,8 @@ class MessageMachine(RuleBasedStateMachine):
         if self.backend == "sqlite":
             self.directory = tempfile.mkdtemp(prefix="msgstate-machine-")
             self.url = f"sqlite:///{Path(self.directory) / 'machine.db'}"
+        elif self.backend == "postgres":
+            self.url = pg.fresh_url()  # a new schema, dropped at session end
         else:
             self.url = "memory://"
         self.service = MessageService.open(self.url, policy=policy, clock=self.clock)
@@ -370,7 +373,7 @@ class MessageMachine(RuleBasedStateMachine):
             sends = max((m.attempts for m in self.model.messages.values()), default=0)
             event(f"most sends of one message: {sends}")
         try:
-            if self.service is not None and self.backend == "sqlite":
+            if self.service is not None and self.backend != "memory":
                 self.check_reopened_store_agrees()
         finally:
             if self.service is not None:
@@ -660,7 +663,7 @@ class MessageMachine(RuleBasedStateMachine):
             assert view == self.service.get(msg_id)
 
     def check_reopened_store_agrees(self) -> None:
-        """A fresh service on the same SQLite file rebuilds the same views."""
+        """A fresh service on the same store rebuilds the same views."""
         assert self.service is not None
         fresh = MessageService.open(self.url, policy=self.policy, clock=self.clock)
         try:
@@ -709,4 +712,16 @@ TestMemoryMessageMachine.settings = settings(
 TestSQLiteMessageMachine = SQLiteMessageMachine.TestCase
 TestSQLiteMessageMachine.settings = settings(
     max_examples=_examples(0.3), stateful_step_count=50
+)
+
+
+class PostgresMessageMachine(SQLiteMessageMachine):
+    """The machine on a fresh PostgreSQL schema, reopened now and then."""
+
+    backend = "postgres"
+
+
+TestPostgresMessageMachine = PostgresMessageMachine.TestCase
+TestPostgresMessageMachine.settings = settings(
+    max_examples=_examples(0.15), stateful_step_count=40
 )
