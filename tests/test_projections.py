@@ -379,3 +379,27 @@ def test_flat_schedule_with_huge_max_attempts(
     assert ["m1"] == [
         v.msg_id for v in service.due_resends(failed_at + timedelta(seconds=10))
     ]
+
+
+def test_runner_in_a_separate_process(tmp_path: Path) -> None:
+    """`python -m msgstate.runner URL` keeps another process's read models current."""
+    import subprocess
+    import sys
+
+    url = backend_url("postgres", tmp_path)
+    service = MessageService.open(url, projections="external")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "msgstate.runner", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for i in range(10):
+            make(service, f"m{i}")
+            service.record_failure(f"m{i}", code=BLOCKED)
+        service.wait_for_projections(timeout=60)
+        assert 10 == len(service.dead_letters())
+        assert runner.poll() is None, runner.stderr.read() if runner.stderr else ""
+    finally:
+        runner.terminate()
+        runner.wait(20)
