@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_commands import fresh_store
-from msgstate import Message, MessageService, ResendPolicy
+from benchmarks.bench_readmodels import new_message
+from msgstate import MessageService, ResendPolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MSG_ID = "long-history"
@@ -33,19 +34,7 @@ SAVE_EVERY = 500
 def build_history(service: MessageService, events: int) -> None:
     """Store ``events`` events of one message, ``SAVE_EVERY`` per transaction."""
     policy = service.policy
-    message = Message(
-        msg_id=MSG_ID,
-        sender="alice",
-        user_id="bob",
-        group_id=None,
-        elem_type=1,
-        priority=0,
-        online_user_only=False,
-        need_read_receipt=False,
-        cloud_custom_data="",
-        content='{"text":"hello"}',
-        at=T0,
-    )
+    message = new_message(MSG_ID)
     for version in range(2, events + 1):
         at = T0 + timedelta(seconds=version)
         if version % 2 == 0:

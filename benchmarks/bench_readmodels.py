@@ -29,24 +29,29 @@ from msgstate import Message, MessageService
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def new_message(msg_id: str) -> Message:
+    """A new Message aggregate (attempt 1 in flight), built without the service."""
+    return Message(
+        msg_id=msg_id,
+        sender="alice",
+        user_id="bob",
+        group_id=None,
+        elem_type=1,
+        priority=0,
+        online_user_only=False,
+        need_read_receipt=False,
+        cloud_custom_data="",
+        content='{"text":"hello"}',
+        at=T0,
+    )
+
+
 def fill(service: MessageService, messages: int) -> int:
     """Store ``messages`` messages in transactions of 1,000; return events."""
     events = 0
     batch: list[Message] = []
     for i in range(messages):
-        message = Message(
-            msg_id=f"m{i:07d}",
-            sender="alice",
-            user_id="bob",
-            group_id=None,
-            elem_type=1,
-            priority=0,
-            online_user_only=False,
-            need_read_receipt=False,
-            cloud_custom_data="",
-            content='{"text":"hello"}',
-            at=T0,
-        )
+        message = new_message(f"m{i:07d}")
         events += 1
         if i % 5 == 0:
             message.record_failure(
