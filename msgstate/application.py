@@ -517,29 +517,38 @@ class MessageService(Application[UUID]):
             raise InvalidArgument("give version or at, not both")
         if version is None and at is None:
             return self.get(msg_id)
+        if version is not None:
+            check.integer("version", version, 1, 2**63 - 1)
+            # The repository starts from the latest snapshot at or before it.
+            try:
+                with self._storage_errors():
+                    message: Message = self.repository.get(
+                        Message.create_id(msg_id),
+                        version=version,
+                        projector_func=_project,
+                    )
+            except AggregateNotFoundError:
+                raise MessageNotFound(f"message {msg_id!r} not found") from None
+            if message.version < version:  # the stream is shorter than asked
+                raise InvalidArgument(
+                    f"message {msg_id!r} has {message.version} versions; "
+                    f"version {version} does not exist yet"
+                )
+            return view_of(message, self._policy)
+        moment = check.aware_datetime("at", at)
         events = self._events(msg_id)
         if not events:
             raise MessageNotFound(f"message {msg_id!r} not found")
-        if version is not None:
-            check.integer("version", version, 1, 2**63 - 1)
-            if version > len(events):
-                raise InvalidArgument(
-                    f"message {msg_id!r} has {len(events)} versions; "
-                    f"version {version} does not exist yet"
-                )
-            prefix = events[:version]
-        else:
-            moment = check.aware_datetime("at", at)
-            prefix = []
-            for e in events:
-                if e.at > moment:
-                    break
-                prefix.append(e)
-            if not prefix:
-                raise MessageNotFound(
-                    f"message {msg_id!r} did not exist yet at {moment.isoformat()}"
-                )
-        message: Message = prefix[0].mutate(None)
+        prefix = []
+        for e in events:
+            if e.at > moment:
+                break
+            prefix.append(e)
+        if not prefix:
+            raise MessageNotFound(
+                f"message {msg_id!r} did not exist yet at {moment.isoformat()}"
+            )
+        message = prefix[0].mutate(None)
         for e in prefix[1:]:
             message = e.mutate(message)
         return view_of(message, self._policy)
