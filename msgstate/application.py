@@ -569,9 +569,12 @@ class MessageService(Application[UUID]):
         self._maybe_catch_up()
         with self._storage_errors():
             ids = self._views.due(self._policy_query, moment.timestamp(), limit)
+        messages = self._load_streams(ids)
         due = []
         for aggregate_id in ids:
-            view = view_of(self._load_id(aggregate_id), self._policy)
+            if aggregate_id not in messages:
+                continue  # the read model is never ahead of the store; be safe
+            view = view_of(messages[aggregate_id], self._policy)
             decision = self._policy.decide(view, moment)
             if (
                 decision.allowed
@@ -600,9 +603,12 @@ class MessageService(Application[UUID]):
             page = self._views.dead_page(
                 self._policy_query, moment.timestamp(), limit, after
             )
+        messages = self._load_streams([aggregate_id for aggregate_id, _ in page])
         letters = []
         for aggregate_id, msg_id in page:
-            view = view_of(self._load_id(aggregate_id), self._policy)
+            if aggregate_id not in messages:
+                continue  # the read model is never ahead of the store; be safe
+            view = view_of(messages[aggregate_id], self._policy)
             decision = self._policy.decide(view, moment)
             if not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
                 letters.append(DeadLetter(msg_id, decision.code, decision.desc, view))
@@ -750,13 +756,6 @@ class MessageService(Application[UUID]):
                 return
             start = page[-1].id + 1
 
-    def _load_id(self, aggregate_id: UUID) -> Message:
-        with self._storage_errors():
-            message: Message = self.repository.get(
-                aggregate_id, projector_func=_project
-            )
-        return message
-
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Save messages' pending events in one transaction.
 
@@ -783,26 +782,32 @@ class MessageService(Application[UUID]):
             self.mapper.to_domain_event(notification)
 
     def _load_many(self, msg_ids: Sequence[str]) -> dict[str, Message | None]:
-        """Many messages with a few queries (``None`` where not created yet).
+        """Many messages by id (``None`` where not created yet); see _load_streams."""
+        ids = {Message.create_id(msg_id): msg_id for msg_id in msg_ids}
+        found = self._load_streams(list(ids))
+        return {msg_id: found.get(aid) for aid, msg_id in ids.items()}
+
+    def _load_streams(self, ids: Sequence[UUID]) -> dict[UUID, Message]:
+        """The messages of these streams, with a few queries (absent if none).
 
         Reads the streams directly when the store allows it and no snapshots
-        are kept; otherwise message by message.
+        are kept; otherwise stream by stream through the repository.
         """
-        ids = {Message.create_id(msg_id): msg_id for msg_id in msg_ids}
-        streams = None
         with self._storage_errors():
-            if self.snapshots is None:
-                streams = select_streams(self.recorder, list(ids))
-            if streams is None:
-                return {msg_id: self._find(msg_id) for msg_id in msg_ids}
-            return {
-                msg_id: _project(
-                    None, (self.mapper.to_domain_event(e) for e in streams[aid])
-                )
-                if aid in streams
-                else None
-                for aid, msg_id in ids.items()
-            }
+            streams = None if self.snapshots else select_streams(self.recorder, ids)
+            found: dict[UUID, Message] = {}
+            if streams is not None:
+                for aid, stored in streams.items():
+                    message = _project(None, map(self.mapper.to_domain_event, stored))
+                    if message is not None:
+                        found[aid] = message
+                return found
+            for aid in ids:
+                try:
+                    found[aid] = self.repository.get(aid, projector_func=_project)
+                except AggregateNotFoundError:
+                    continue
+            return found
 
     def _find(self, msg_id: str) -> Message | None:
         try:
