@@ -57,6 +57,14 @@ class ErrorCode(IntEnum):
     """The event store could not be opened, read or written."""
     PROJECTION_TIMEOUT = 1012
     """The read models did not catch up in time."""
+    STALE_ATTEMPT = 1013
+    """``resend(expected_attempt=n)``: the message's current attempt is not ``n``."""
+    TRANSPORT_FAILED = 1014
+    """Recorded as a send failure (retry class ``AMBIGUOUS``): the transport raised,
+    so the message may or may not have left. Never raised by msgstate."""
+    SEND_TIMED_OUT = 1015
+    """Recorded as a send failure (retry class ``AMBIGUOUS``): a send stayed
+    ``SENDING`` past the policy's ``send_timeout`` and was expired. Never raised."""
 
 
 class MsgStateError(Exception):
