@@ -178,6 +178,7 @@ def policies(draw: st.DrawFn, *, jitter: float | None = None) -> ResendPolicy:
         ),
         unknown_code_class=draw(st.sampled_from(RetryClass)),
         resend_ambiguous=draw(st.booleans()),
+        send_timeout=draw(_intervals(timedelta(microseconds=1), MAX_INTERVAL)),
     )
 
 
