@@ -242,20 +242,27 @@ class ResendWorker(_Base):
         return report
 
     def run(
-        self, *, until_idle: bool = False, handle_sigterm: bool = True
+        self,
+        *,
+        until_idle: bool = False,
+        handle_sigterm: bool = True,
+        on_pass: Callable[[WorkerReport], object] | None = None,
     ) -> WorkerReport:
         """Passes until :meth:`stop` or SIGTERM (or, ``until_idle``, the first
         pass with nothing to do); returns the sum of their reports.
 
         With ``handle_sigterm`` (and on the main thread) SIGTERM calls
         :meth:`stop` for the duration of the call; the previous handler is put
-        back on return.
+        back on return. ``on_pass`` is called with each pass's report (for
+        progress displays and metrics).
         """
         total = WorkerReport()
         with _sigterm_stops(self.stop, enabled=handle_sigterm):
             while not self.stopping:
                 report = self.run_once()
                 total += report
+                if on_pass is not None:
+                    on_pass(report)
                 if not report.busy:
                     if until_idle:
                         break
@@ -409,7 +416,11 @@ class AsyncResendWorker(_Base):
         return report
 
     async def run(
-        self, *, until_idle: bool = False, handle_sigterm: bool = True
+        self,
+        *,
+        until_idle: bool = False,
+        handle_sigterm: bool = True,
+        on_pass: Callable[[WorkerReport], object] | None = None,
     ) -> WorkerReport:
         """As :meth:`ResendWorker.run`; SIGTERM is handled through the loop."""
         self._loop = asyncio.get_running_loop()
@@ -421,6 +432,8 @@ class AsyncResendWorker(_Base):
             while not self.stopping:
                 report = await self.run_once()
                 total += report
+                if on_pass is not None:
+                    on_pass(report)
                 if not report.busy:
                     if until_idle:
                         break
