@@ -92,8 +92,9 @@ class WorkerReport:
     expired: int = 0
     """Stuck sends this worker expired (``SEND_TIMED_OUT``)."""
     errors: int = 0
-    """Outcomes the store refused to record: those sends stay ``SENDING`` until a
-    sweep expires them."""
+    """Store errors: outcomes the store refused to record (those sends stay
+    ``SENDING`` until a sweep expires them), claims that failed, and passes
+    (in :meth:`ResendWorker.run`) that could not read the store."""
 
     def __add__(self, other: WorkerReport) -> WorkerReport:
         if not isinstance(other, WorkerReport):
@@ -259,7 +260,10 @@ class ResendWorker(_Base):
         total = WorkerReport()
         with _sigterm_stops(self.stop, enabled=handle_sigterm):
             while not self.stopping:
-                report = self.run_once()
+                try:
+                    report = self.run_once()
+                except StorageError:
+                    report = WorkerReport(errors=1)  # the store is away: wait
                 total += report
                 if on_pass is not None:
                     on_pass(report)
@@ -287,6 +291,11 @@ class ResendWorker(_Base):
             )
         except (ResendRefused, ConcurrencyConflict):
             tally.skipped += 1
+            return
+        except StorageError:
+            # Written or not, we don't know: not sent; if it was written, the
+            # sweep expires it after send_timeout.
+            tally.errors += 1
             return
         if not self._is_our_claim(claimed, view):
             tally.skipped += 1
@@ -430,7 +439,10 @@ class AsyncResendWorker(_Base):
         total = WorkerReport()
         with _loop_sigterm_stops(self._loop, self.stop, enabled=handle_sigterm):
             while not self.stopping:
-                report = await self.run_once()
+                try:
+                    report = await self.run_once()
+                except StorageError:
+                    report = WorkerReport(errors=1)  # the store is away: wait
                 total += report
                 if on_pass is not None:
                     on_pass(report)
@@ -467,6 +479,9 @@ class AsyncResendWorker(_Base):
             )
         except (ResendRefused, ConcurrencyConflict):
             tally.skipped += 1
+            return
+        except StorageError:
+            tally.errors += 1  # as in ResendWorker: not sent, swept if written
             return
         if not self._is_our_claim(claimed, view):
             tally.skipped += 1
