@@ -201,6 +201,7 @@ def machine_policies(draw: st.DrawFn) -> ResendPolicy:
         online_only_max_age=draw(st.sampled_from([None, 20 * _SECOND])),
         unknown_code_class=draw(st.sampled_from(RetryClass)),
         resend_ambiguous=draw(st.booleans()),
+        send_timeout=draw(st.sampled_from([10, 60])) * _SECOND,
     )
 
 
