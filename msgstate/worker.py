@@ -216,9 +216,15 @@ class ResendWorker(_Base):
     ) -> None:
         if not isinstance(service, MessageService):
             raise InvalidArgument(f"service must be a MessageService, got {service!r}")
-        if not callable(getattr(transport, "send", None)):
+        send = getattr(transport, "send", None)
+        if not callable(send):
             raise InvalidArgument(
                 f"transport must have a send(message) method, got {transport!r}"
+            )
+        if inspect.iscoroutinefunction(send):
+            raise InvalidArgument(
+                f"{transport!r} is an AsyncTransport (async send); use "
+                "AsyncResendWorker with it"
             )
         super().__init__(worker_id, batch_size, poll_interval)
         self.service = service

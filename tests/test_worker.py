@@ -257,6 +257,9 @@ def test_bad_settings_are_refused(kwargs: dict[str, Any], name: str) -> None:
     assert name in refused.value.desc
     with pytest.raises(InvalidArgument):
         ResendWorker(service, object(), worker_id="w")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument) as wrong_kind:
+        ResendWorker(service, SimulatedTransport().as_async(), worker_id="w")  # type: ignore[arg-type]
+    assert "AsyncResendWorker" in wrong_kind.value.desc
     with pytest.raises(InvalidArgument):
         AsyncResendWorker(service, Recording(), worker_id="w")  # type: ignore[arg-type]
 
