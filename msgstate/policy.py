@@ -77,7 +77,9 @@ class ResendPolicy:
     ``maximum_interval``, times a jitter factor in ``[1 - jitter, 1 + jitter]``;
     a server's ``retry_after`` can raise that wait, never lower it. The wait is
     only enforced (``TOO_EARLY``) with ``enforce_backoff=True``; otherwise it is
-    advice, published as ``next_retry_at``.
+    advice, published as ``next_retry_at``. ``send_timeout`` is how long a send
+    may stay ``SENDING`` before it counts as stuck (see
+    :meth:`~msgstate.MessageService.expire_send`).
     """
 
     max_attempts: int = 5
