@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -306,7 +307,7 @@ def test_the_async_worker_sends_concurrently_and_records_everything(
 ) -> None:
     service = make_service(POLICY)
     ids = failed_messages(service, 40, clock)
-    transport = AsyncRecording(latency=0.1)
+    transport = AsyncRecording(latency=0.3)
 
     async def main() -> WorkerReport:
         worker = AsyncResendWorker(service, transport, worker_id="aw", concurrency=8)
@@ -334,28 +335,39 @@ def test_the_async_worker_sends_concurrently_and_records_everything(
 def test_the_async_worker_sweeps_and_stops(
     service: MessageService, clock: FakeClock
 ) -> None:
+    """The async worker expires a stuck send, resends it on a later pass, then
+    idles (poll_interval 30 s); stop() wakes it at once."""
     service.create("orphan", sender="alice", user_id="bob")
     clock.advance(120)
     transport = AsyncRecording(latency=0)
 
-    async def main() -> WorkerReport:
+    async def main() -> tuple[WorkerReport, float]:
         async with AsyncMessageService(service, max_workers=2) as aservice:
             worker = AsyncResendWorker(
                 aservice, transport, worker_id="aw", poll_interval=30
             )
+            stopped_at = 0.0
 
-            async def stop_soon() -> None:
-                await asyncio.sleep(0.3)
+            async def stop_when_delivered() -> None:
+                nonlocal stopped_at
+                deadline = time.monotonic() + 120  # generous: a loaded machine
+                while worker.totals.delivered < 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.1)  # into the 30 s idle wait
+                stopped_at = time.monotonic()
                 worker.stop()
 
-            stopper = asyncio.create_task(stop_soon())
+            stopper = asyncio.create_task(stop_when_delivered())
             report = await worker.run(
                 handle_sigterm=False, on_pass=lambda _: clock.advance(1)
             )
+            returned_after = time.monotonic() - stopped_at
             await stopper
-            return report
+            return report, returned_after
 
-    assert WorkerReport(claimed=1, delivered=1, expired=1) == asyncio.run(main())
+    report, returned_after = asyncio.run(main())
+    assert WorkerReport(claimed=1, delivered=1, expired=1) == report
+    assert returned_after < 15  # not the 30 s poll interval
 
 
 # -- AsyncMessageService --
