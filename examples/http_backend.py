@@ -61,7 +61,9 @@ argument, decides, and records; the app only translates HTTP to calls and errors
 to statuses.
 """
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -72,6 +74,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from msgstate import (
     DATABASE_URL_ENV,
+    AsyncMessageService,
     ErrorCode,
     HistoryEntry,
     MessageService,
@@ -215,9 +218,22 @@ def error_json(code: ErrorCode, desc: str, **extra: Any) -> JSONResponse:
 
 
 def create_app(service: MessageService) -> FastAPI:
-    """The HTTP API over ``service`` (which the caller opens and closes)."""
-    app = FastAPI(title="msgstate HTTP backend example")
+    """The HTTP API over ``service`` (which the caller opens and closes).
+
+    The endpoints are ``async def``: they await an
+    :class:`~msgstate.AsyncMessageService` (a bounded thread pool over
+    ``service``), so the event loop never blocks on the store.
+    """
+    aservice = AsyncMessageService(service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await aservice.aclose()  # the pool; the caller closes the service
+
+    app = FastAPI(title="msgstate HTTP backend example", lifespan=lifespan)
     app.state.service = service
+    app.state.aservice = aservice
     manager = V2TIMMessageManager(service)
 
     @app.exception_handler(MsgStateError)
@@ -236,15 +252,15 @@ def create_app(service: MessageService) -> FastAPI:
         desc = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems)
         return error_json(ErrorCode.INVALID_ARGUMENT, desc, detail=problems)
 
-    # Plain ``def`` endpoints: the service blocks, so FastAPI runs them in threads.
+    # ``async def`` endpoints awaiting the AsyncMessageService's thread pool.
 
     @app.post("/messages", status_code=201)
-    def create(body: CreateBody) -> dict[str, Any]:
-        return view_json(service.create(**body.model_dump()))
+    async def create(body: CreateBody) -> dict[str, Any]:
+        return view_json(await aservice.create(**body.model_dump()))
 
     @app.post("/messages/{msg_id}/failures")
-    def report_failure(msg_id: str, body: FailureBody) -> dict[str, Any]:
-        view = service.record_failure(
+    async def report_failure(msg_id: str, body: FailureBody) -> dict[str, Any]:
+        view = await aservice.record_failure(
             msg_id,
             code=body.code,
             desc=body.desc,
@@ -254,7 +270,7 @@ def create_app(service: MessageService) -> FastAPI:
         return view_json(view)
 
     @app.post("/messages/{msg_id}/resend")
-    def resend(
+    async def resend(
         msg_id: str,
         body: ResendBody | None = None,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -270,7 +286,8 @@ def create_app(service: MessageService) -> FastAPI:
                 "the Idempotency-Key header and the body's request_id differ; "
                 "give one, or the same id in both",
             )
-        answer = manager.reSendMessage(
+        answer = await aservice.run(
+            manager.reSendMessage,
             msg_id,
             body.onlineUserOnly,
             request_id=idempotency_key or body.request_id,
@@ -281,19 +298,19 @@ def create_app(service: MessageService) -> FastAPI:
         return JSONResponse(answer.to_dict())
 
     @app.post("/messages/{msg_id}/deliveries")
-    def report_delivery(msg_id: str, body: DeliveryBody) -> dict[str, Any]:
-        view = service.record_delivery(
+    async def report_delivery(msg_id: str, body: DeliveryBody) -> dict[str, Any]:
+        view = await aservice.record_delivery(
             msg_id, seq=body.seq, server_time=body.server_time, attempt=body.attempt
         )
         return view_json(view)
 
     @app.get("/messages/{msg_id}")
-    def get(msg_id: str) -> dict[str, Any]:
-        return view_json(service.get(msg_id))
+    async def get(msg_id: str) -> dict[str, Any]:
+        return view_json(await aservice.get(msg_id))
 
     @app.get("/messages/{msg_id}/history")
-    def history(msg_id: str) -> list[dict[str, Any]]:
-        return [history_json(entry) for entry in service.history(msg_id)]
+    async def history(msg_id: str) -> list[dict[str, Any]]:
+        return [history_json(entry) for entry in await aservice.history(msg_id)]
 
     return app
 

@@ -1,61 +1,31 @@
-"""A resend worker: take the failed messages that are due, claim each, send, record.
+"""A resend worker: msgstate's :class:`~msgstate.ResendWorker` over your transport.
 
 Run the demo with ``python examples/resend_worker.py``: it stores its events in the
 SQLite file ``resend_worker.db`` in the current directory (made afresh on every
 run), fails 20 first sends, and lets two workers (threads sharing one
 :class:`~msgstate.MessageService`) race to drive them through a flaky fake
-transport until every message is delivered or dead. For worker *processes*, open
-one service per process on a shared PostgreSQL schema
-(``postgresql://...?schema=...``; run :func:`msgstate.setup_schema` once first and
-open the workers with ``create_tables=False``); they coordinate the same way,
-through the store alone.
+transport until every message is delivered or dead.
 
-The loop (:func:`run_worker`)
-    1. ``service.due_resends(limit=batch_size)``: failed messages the policy would
-       resend now, soonest first.
-    2. For each, *claim* the next attempt:
-       ``service.resend(msg_id, request_id=f"{worker_id}:{msg_id}:{n + 1}",
-       actor=worker_id)`` where ``n`` is the attempt the worker saw failing. A
-       :class:`~msgstate.ResendRefused` (``SEND_IN_PROGRESS``: another worker
-       claimed it first; ``ALREADY_DELIVERED``; ``TOO_EARLY``; ...) means it is
-       not ours: skip it.
-    3. Call the pluggable :class:`Transport` with the claimed view
-       (``view.attempts`` is the attempt being sent); it answers
-       :class:`Delivered` or :class:`Failed`.
-    4. Record that with ``record_delivery`` / ``record_failure``, both with
-       ``attempt=`` the claimed attempt, so a late or repeated report of an older
-       attempt can never fail (or deliver) a newer one.
+What is left to write is the transport: an object with ``send(message)`` that
+sends ``message`` (``message.attempts`` is the attempt being sent) and answers
+:class:`~msgstate.transports.Sent` or :class:`~msgstate.transports.SendError`
+(see :class:`FlakyTransport`). The worker does the rest, each pass:
 
-Why a message is never sent twice for the same attempt
-    Sending attempt ``n + 1`` requires the ``ResendRequested`` event with
-    ``attempt=n + 1``, written on top of the message's version ``v`` (the failure
-    of attempt ``n``). The event store's optimistic concurrency lets exactly one
-    writer append version ``v + 1``; a worker that loses the race has its save
-    rejected, reloads the message, and decides again on what it finds:
-    ``SEND_IN_PROGRESS`` (the winner is sending), or a later state that the policy
-    judges afresh (if the winner's send has failed already, the loser may claim
-    attempt ``n + 2``: the worker sends whatever attempt its claim started). So
-    every attempt number is claimed by exactly one event, and only the worker
-    whose ``resend`` call wrote it sends it.
+1. expires sends left ``SENDING`` past the policy's ``send_timeout`` (their sender
+   died): ``service.expire_send`` records ``SEND_TIMED_OUT``;
+2. claims each due resend with ``service.resend(msg_id,
+   expected_attempt=<the attempt it saw fail>, request_id=..., actor=worker_id)``:
+   a claim from a stale view is refused (``STALE_ATTEMPT``), so no attempt is
+   ever claimed twice, by two workers or from an old list;
+3. sends, and records the answer with ``attempt=`` the claimed attempt (a
+   transport that raises is recorded as ``TRANSPORT_FAILED``, never left
+   ``SENDING``).
 
-    The request id is what lets a worker tell "I wrote this claim" from "this
-    claim already exists": a ``resend`` whose request id was already accepted
-    writes nothing and answers the current message, which would look like a
-    successful claim. Because the id starts with a ``worker_id`` unique to this
-    worker and ends with the attempt number it saw (attempts only grow), no other
-    worker, and no later poll of this one, can send an id that was accepted
-    before: a repeated id can only be this very worker retrying the same call.
-    Give each worker process its own ``worker_id`` (host, pid and a random
-    suffix, say); two workers sharing one could both believe they hold a claim.
-
-    Run workers with ``ResendPolicy(enforce_backoff=True)``: the view from
-    ``due_resends`` may be stale, and without enforcement a worker that loses a
-    race just after the winner's send failed would resend at once, ignoring the
-    backoff (no double send, but too early).
-
-A transport that raises is treated as an unknown outcome: the worker records
-:data:`UNKNOWN_OUTCOME_CODE` (an ack timeout, ``AMBIGUOUS``: the message may have
-gone out) so that the message does not stay ``SENDING`` for ever.
+For worker *processes*, open one service per process on a shared PostgreSQL
+schema (``postgresql://...?schema=...``; run :func:`msgstate.setup_schema` once
+first and open the workers with ``create_tables=False``), give each its own
+``worker_id``, or run ``msgstate worker --db URL --transport simulated``. See
+docs/worker.md.
 """
 
 from __future__ import annotations
@@ -64,160 +34,18 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
 
 from msgstate import (
     MessageService,
     MessageStatus,
     MessageView,
-    MsgStateError,
     ResendPolicy,
-    ResendRefused,
+    ResendWorker,
+    WorkerReport,
 )
-
-UNKNOWN_OUTCOME_CODE = 9520
-"""ERR_SDK_NET_WAIT_ACK_TIMEOUT: recorded when the transport raised."""
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """The server acknowledged the send and assigned ``seq``."""
-
-    seq: str
-    server_time: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The send failed with a Tencent IM error ``code``."""
-
-    code: int
-    desc: str = ""
-    retry_after: float | None = None
-
-
-Outcome = Delivered | Failed
-
-
-class Transport(Protocol):
-    """Sends one attempt of a message: ``view.attempts`` is the attempt number."""
-
-    def __call__(self, view: MessageView) -> Outcome: ...
-
-
-@dataclass
-class WorkerStats:
-    """What one :func:`run_worker` call did."""
-
-    worker_id: str
-    polls: int = 0
-    claimed: int = 0
-    """Attempts this worker claimed (and so sent)."""
-    skipped: dict[str, int] = field(default_factory=dict)
-    """Claims refused, by :class:`~msgstate.ErrorCode` name."""
-    delivered: int = 0
-    failed: int = 0
-    record_errors: int = 0
-    """Outcomes the service refused to record (the message stays SENDING)."""
-
-
-def run_worker(
-    service: MessageService,
-    transport: Transport,
-    *,
-    worker_id: str,
-    stop_when_idle: bool = True,
-    batch_size: int = 20,
-    poll_interval: float = 0.5,
-    clock: Callable[[], datetime] | None = None,
-    sleep: Callable[[float], object] = time.sleep,
-    stop: threading.Event | None = None,
-) -> WorkerStats:
-    """Resend due messages through ``transport`` until idle (or ``stop`` is set).
-
-    ``clock`` is the time asked of ``due_resends`` (default: the service's clock);
-    ``sleep`` waits ``poll_interval`` seconds when nothing is due (a test can pass
-    a fake clock's ``advance``). With ``stop_when_idle`` the worker returns once
-    nothing is due and every failed message is dead (the policy will never resend
-    it): while another message waits out its backoff it keeps polling. A worker
-    that records a failure polls again afterwards, so when the last worker stops
-    every message it touched is delivered or dead. Without ``stop_when_idle`` it
-    polls until ``stop`` is set.
-    """
-    stats = WorkerStats(worker_id)
-    while stop is None or not stop.is_set():
-        now = None if clock is None else clock()
-        stats.polls += 1
-        due = service.due_resends(now, limit=batch_size)
-        for view in due:
-            _resend_one(service, transport, view, worker_id, stats)
-        if due:
-            continue
-        if stop_when_idle and _waiting(service, now) == 0:
-            break
-        sleep(poll_interval)
-    return stats
-
-
-def _resend_one(
-    service: MessageService,
-    transport: Transport,
-    view: MessageView,
-    worker_id: str,
-    stats: WorkerStats,
-) -> None:
-    try:
-        claimed = service.resend(
-            view.msg_id,
-            request_id=f"{worker_id}:{view.msg_id}:{view.attempts + 1}",
-            actor=worker_id,
-        )
-    except ResendRefused as refusal:
-        name = refusal.code.name
-        stats.skipped[name] = stats.skipped.get(name, 0) + 1
-        return
-    if claimed.status is not MessageStatus.SENDING or claimed.attempts <= view.attempts:
-        # The request id was accepted before: not a claim made by this call.
-        stats.skipped["REPEATED_REQUEST"] = stats.skipped.get("REPEATED_REQUEST", 0) + 1
-        return
-    stats.claimed += 1
-    attempt = claimed.attempts
-    try:
-        outcome = transport(claimed)
-    except Exception as error:
-        outcome = Failed(UNKNOWN_OUTCOME_CODE, f"transport raised {error!r}"[:1000])
-    try:
-        if isinstance(outcome, Delivered):
-            service.record_delivery(
-                view.msg_id,
-                seq=outcome.seq,
-                server_time=outcome.server_time,
-                attempt=attempt,
-            )
-            stats.delivered += 1
-        else:
-            service.record_failure(
-                view.msg_id,
-                code=outcome.code,
-                desc=outcome.desc,
-                attempt=attempt,
-                retry_after=outcome.retry_after,
-            )
-            stats.failed += 1
-    except MsgStateError:
-        stats.record_errors += 1
-
-
-def _waiting(service: MessageService, now: datetime | None) -> int:
-    """Failed messages that are not dead: they will become due (a lower bound)."""
-    failed = service.status_counts()[MessageStatus.SEND_FAIL]
-    if failed == 0:
-        return 0
-    dead = service.dead_letters(now, limit=min(failed, 100_000))
-    return max(failed - len(dead), 0)
+from msgstate.transports import SendError, Sent
 
 
 class FlakyTransport:
@@ -254,17 +82,37 @@ class FlakyTransport:
         """Whether sending ``attempt`` of ``msg_id`` fails."""
         return self._unit(msg_id, attempt) < self.failure_rate
 
-    def __call__(self, view: MessageView) -> Outcome:
-        self.sent.append((view.msg_id, view.attempts))
+    def send(self, message: MessageView) -> Sent | SendError:
+        """Send ``message`` (its current attempt): the msgstate Transport protocol."""
+        self.sent.append((message.msg_id, message.attempts))
         if self.on_send is not None:
-            self.on_send(view)
+            self.on_send(message)
         if self.delay:
             time.sleep(self.delay)
-        if self.will_fail(view.msg_id, view.attempts):
-            unit = self._unit(view.msg_id, view.attempts) / self.failure_rate
+        if self.will_fail(message.msg_id, message.attempts):
+            unit = self._unit(message.msg_id, message.attempts) / self.failure_rate
             code = self.codes[min(int(unit * len(self.codes)), len(self.codes) - 1)]
-            return Failed(code, f"fake failure of attempt {view.attempts}")
-        return Delivered(seq=f"{view.msg_id}-{view.attempts}")
+            return SendError(code=code, desc=f"fake failure of {message.attempts}")
+        return Sent(seq=f"{message.msg_id}-{message.attempts}")
+
+
+def settled(service: MessageService) -> bool:
+    """Nothing in flight and every failed message dead: no work will come."""
+    counts = service.status_counts()
+    failed = counts[MessageStatus.SEND_FAIL]
+    if counts[MessageStatus.SENDING]:
+        return False
+    return failed == 0 or failed == len(service.dead_letters(limit=failed))
+
+
+def run_until_settled(worker: ResendWorker) -> WorkerReport:
+    """Run ``worker`` until :func:`settled` (or SIGTERM, or ``worker.stop()``)."""
+
+    def check(report: WorkerReport) -> None:
+        if not report.busy and settled(worker.service):
+            worker.stop()
+
+    return worker.run(on_pass=check)
 
 
 DB = Path("resend_worker.db")
@@ -273,7 +121,6 @@ DEMO_POLICY = ResendPolicy(
     max_attempts=4,
     initial_interval=timedelta(milliseconds=20),
     maximum_interval=timedelta(milliseconds=200),
-    enforce_backoff=True,
 )
 
 
@@ -286,13 +133,16 @@ def main() -> None:
         service.create(msg_id, sender="alice", user_id="bob", content={"text": k})
         service.record_failure(msg_id, code=6012, desc="request timeout")
 
-    results: dict[str, WorkerStats] = {}
+    results: dict[str, WorkerReport] = {}
 
     def work(worker_id: str) -> None:
-        transport = FlakyTransport(0.5, delay=0.005)
-        results[worker_id] = run_worker(
-            service, transport, worker_id=worker_id, poll_interval=0.02
+        worker = ResendWorker(
+            service,
+            FlakyTransport(0.5, delay=0.005),
+            worker_id=worker_id,
+            poll_interval=0.02,
         )
+        results[worker_id] = run_until_settled(worker)
 
     names = ["worker-a", "worker-b"]
     threads = [threading.Thread(target=work, args=(name,)) for name in names]
@@ -302,10 +152,10 @@ def main() -> None:
         thread.join()
 
     for name in names:
-        stats = results[name]
+        report = results[name]
         print(
-            f"{name}: claimed {stats.claimed}, delivered {stats.delivered}, "
-            f"failed {stats.failed}, skipped {dict(sorted(stats.skipped.items()))}"
+            f"{name}: claimed {report.claimed}, delivered {report.delivered}, "
+            f"failed {report.failed}, skipped {report.skipped}"
         )
     counts = service.status_counts()
     dead = service.dead_letters()

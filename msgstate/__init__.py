@@ -5,6 +5,7 @@ Each message is an event-sourced aggregate whose status follows Tencent Cloud IM
 may be resent, and every decision can be replayed from the stored history.
 """
 
+from msgstate.aio import AsyncMessageService
 from msgstate.application import MessageService, setup_schema
 from msgstate.batch import Batch
 from msgstate.codes import CodeInfo, RetryClass
@@ -19,6 +20,8 @@ from msgstate.errors import (
     MsgStateError,
     ProjectionTimeout,
     ResendRefused,
+    SendNotOverdue,
+    StaleAttempt,
     StorageError,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
@@ -28,11 +31,14 @@ from msgstate.status import TRANSITIONS, MessageStatus, Transition
 from msgstate.storage import DATABASE_URL_ENV, generate_cipher_key
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import MessageWhatIf, WhatIfReport
+from msgstate.worker import AsyncResendWorker, ResendWorker, WorkerReport
 
 __all__ = [
     "DATABASE_URL_ENV",
     "MESSAGE_NAMESPACE",
     "TRANSITIONS",
+    "AsyncMessageService",
+    "AsyncResendWorker",
     "Batch",
     "CodeInfo",
     "ConcurrencyConflict",
@@ -53,10 +59,14 @@ __all__ = [
     "ProjectionTimeout",
     "ResendPolicy",
     "ResendRefused",
+    "ResendWorker",
     "RetryClass",
+    "SendNotOverdue",
+    "StaleAttempt",
     "StorageError",
     "Transition",
     "WhatIfReport",
+    "WorkerReport",
     "generate_cipher_key",
     "setup_schema",
 ]

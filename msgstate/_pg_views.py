@@ -42,6 +42,9 @@ class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
                 SQL("CREATE INDEX IF NOT EXISTS {0} ON {1} (status, failed_at)").format(
                     Identifier(self.views_table + "_status"), self.qualified
                 ),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS {0} ON {1} (status, updated_at)"
+                ).format(Identifier(self.views_table + "_started"), self.qualified),
             ]
         )
 

@@ -100,8 +100,8 @@ def error_code(value: object) -> int:
     return code
 
 
-def attempt(value: object) -> int | None:
-    return None if value is None else integer("attempt", value, 1, MAX_ATTEMPT)
+def attempt(value: object, name: str = "attempt") -> int | None:
+    return None if value is None else integer(name, value, 1, MAX_ATTEMPT)
 
 
 def retry_after(value: object) -> float | None:

@@ -295,13 +295,18 @@ class MessageService(Application[UUID]):
         request_id: str | None = None,
         online_user_only: bool | None = None,
         actor: str | None = None,
+        expected_attempt: int | None = None,
     ) -> MessageView:
         """Start the next send if the policy allows it now (:class:`ResendRefused`).
 
         A ``request_id`` already accepted for this message returns the current view
         and writes nothing, whatever the status is now; without one, a fresh id is
         made and the call is not idempotent. ``online_user_only=None`` keeps the
-        option in force.
+        option in force. ``expected_attempt=n`` claims attempt ``n + 1`` only if
+        the message is still at attempt ``n``; otherwise :class:`StaleAttempt`
+        (``STALE_ATTEMPT``) and nothing is written, so a caller acting on a stale
+        view can never claim an attempt it did not see fail. The returned view's
+        ``request_id`` is the claim's.
         """
         return self._update(
             *self._resend(
@@ -309,8 +314,24 @@ class MessageService(Application[UUID]):
                 request_id=request_id,
                 online_user_only=online_user_only,
                 actor=actor,
+                expected_attempt=expected_attempt,
             )
         )
+
+    def expire_send(
+        self, msg_id: str, *, attempt: int, actor: str | None = None
+    ) -> MessageView:
+        """Fail send ``attempt`` that stayed ``SENDING`` past ``policy.send_timeout``.
+
+        Records a ``SendFailed`` with the msgstate-local code ``SEND_TIMED_OUT``
+        (1015, retry class ``AMBIGUOUS``: the message may have left), so the
+        policy then decides about a resend. Idempotent: an ``attempt`` that is no
+        longer current, or no longer ``SENDING`` (reported, delivered or expired
+        already), writes nothing and returns the current view. The current send
+        still within its timeout is refused with :class:`SendNotOverdue`.
+        ``actor`` (who expired it) is named in the failure's ``desc``.
+        """
+        return self._update(*self._expiry(msg_id, attempt=attempt, actor=actor))
 
     def record_delivery(
         self,
@@ -428,8 +449,10 @@ class MessageService(Application[UUID]):
         request_id: str | None = None,
         online_user_only: bool | None = None,
         actor: str | None = None,
+        expected_attempt: int | None = None,
     ) -> tuple[str, Change]:
         msg_id = check.identifier("msg_id", msg_id)
+        expected = check.attempt(expected_attempt, "expected_attempt")
         request_id = (
             uuid4().hex
             if request_id is None
@@ -449,9 +472,27 @@ class MessageService(Application[UUID]):
                 request_id=request_id,
                 actor=who,
                 online_user_only=only_online,
+                expected_attempt=expected,
             )
 
         return msg_id, resend
+
+    def _expiry(
+        self, msg_id: str, *, attempt: int, actor: str | None = None
+    ) -> tuple[str, Change]:
+        msg_id = check.identifier("msg_id", msg_id)
+        if attempt is None:
+            raise InvalidArgument("expire_send needs attempt=, the send to expire")
+        checked_attempt = check.integer("attempt", attempt, 1, check.MAX_ATTEMPT)
+        who = check.optional_identifier("actor", actor)
+        timeout = self._policy.send_timeout
+
+        def expire(message: Message) -> None:
+            message.expire_send(
+                attempt=checked_attempt, send_timeout=timeout, actor=who, at=self.now()
+            )
+
+        return msg_id, expire
 
     def _delivery(
         self,
@@ -583,6 +624,36 @@ class MessageService(Application[UUID]):
             ):
                 due.append(view)
         return due
+
+    def stuck_sends(
+        self, now: datetime | None = None, limit: int = 100
+    ) -> list[MessageView]:
+        """Sends in flight for at least ``policy.send_timeout`` at ``now``, the
+        oldest send first (at most ``limit``; ``now`` defaults to the clock).
+
+        A message stays ``SENDING`` for ever if its sender died before reporting;
+        this lists such messages from the read model (not by scanning streams),
+        for :meth:`expire_send`. Each view's ``updated_at`` is when its current
+        send started.
+        """
+        moment = self.now() if now is None else check.aware_datetime("now", now)
+        check.integer("limit", limit, 1, 100_000)
+        timeout = self._policy.send_timeout
+        self._maybe_catch_up()
+        with self._storage_errors():
+            ids = self._views.stuck((moment - timeout).timestamp(), limit)
+        messages = self._load_streams(ids)
+        stuck = []
+        for aggregate_id in ids:
+            if aggregate_id not in messages:
+                continue  # the read model is never ahead of the store; be safe
+            view = view_of(messages[aggregate_id], self._policy)
+            if (
+                view.status is MessageStatus.SENDING
+                and moment - view.updated_at >= timeout
+            ):
+                stuck.append(view)
+        return stuck
 
     def dead_letters(
         self,

@@ -147,6 +147,12 @@ class Batch:
         """As :meth:`MessageService.resend`, saved with the batch."""
         return self._apply(*self._service._resend(msg_id, **kwargs))
 
+    def expire_send(
+        self, msg_id: str, *, attempt: int, actor: str | None = None
+    ) -> MessageView:
+        """As :meth:`MessageService.expire_send`, saved with the batch."""
+        return self._apply(*self._service._expiry(msg_id, attempt=attempt, actor=actor))
+
     def record_delivery(
         self,
         msg_id: str,

@@ -1117,3 +1117,183 @@ def codes_command(code: str | None, as_json: bool) -> None:
     for entry in entries:
         table.add_row(str(entry.code), entry.name, entry.retry_class.name, entry.desc)
     _console().print(table)
+
+
+# -- worker --
+
+
+def _default_worker_id() -> str:
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"[-96:]
+
+
+@cli.command("worker")
+@db_option
+@click.option(
+    "--transport",
+    type=click.Choice(["simulated"]),
+    required=True,
+    help="What sends: 'simulated' is msgstate's flaky SimulatedTransport (a real "
+    "transport is plugged in from Python: msgstate.worker.ResendWorker).",
+)
+@click.option(
+    "--failure-rate",
+    type=click.FloatRange(0, 1),
+    default=0.2,
+    show_default=True,
+    help="The chance that any one simulated send fails.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The seed.")
+@click.option(
+    "--latency",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    show_default=True,
+    help="Seconds each simulated send takes.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    help="Sends in flight at once: 1 runs ResendWorker, more AsyncResendWorker.",
+)
+@click.option(
+    "--once", is_flag=True, help="One pass (sweep, claim, send, record), then exit."
+)
+@click.option(
+    "--worker-id",
+    default=None,
+    help="The worker's name in claims (default: <host>-<pid>).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="Due (and stuck) messages read per pass.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait after a pass with nothing to do.",
+)
+@policy_option
+def worker_command(
+    db: str,
+    transport: str,
+    failure_rate: float,
+    seed: int,
+    latency: float,
+    concurrency: int,
+    once: bool,
+    worker_id: str | None,
+    batch_size: int,
+    poll_interval: float,
+    policy_file: Path | None,
+) -> None:
+    """Resend due messages through a transport until SIGTERM or Ctrl-C.
+
+    Each pass expires stuck sends, claims due resends (expected_attempt), sends
+    and records them. A live display on stderr (when it is a terminal) shows the
+    counts; on exit (after the sends in flight are recorded) a JSON summary is
+    printed on stdout.
+    """
+    import asyncio
+    import signal
+    import time
+
+    from msgstate.transports import SimulatedTransport
+    from msgstate.worker import AsyncResendWorker, ResendWorker, WorkerReport
+
+    policy = load_policy(policy_file)
+    simulated = SimulatedTransport(
+        seed=seed, failure_rate=failure_rate, latency=latency
+    )
+    name = worker_id if worker_id is not None else _default_worker_id()
+    show_progress = sys.stderr.isatty()
+    passes = 0
+    total = WorkerReport()
+    started = time.monotonic()
+    with (
+        open_service(db, policy=policy, must_exist=False) as service,
+        Progress(
+            TextColumn("[progress.description]{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not show_progress,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task(f"worker {name}: starting")
+
+        def show(report: WorkerReport) -> None:
+            nonlocal passes, total
+            passes += 1
+            total += report
+            rate = total.claimed / max(time.monotonic() - started, 1e-9)
+            progress.update(
+                task,
+                description=(
+                    f"worker {name}: pass {passes}, claimed {total.claimed} "
+                    f"({rate:.0f}/s), delivered {total.delivered}, failed "
+                    f"{total.failed}, expired {total.expired}, skipped {total.skipped}"
+                ),
+            )
+
+        worker: ResendWorker | AsyncResendWorker
+        if concurrency == 1:
+            worker = ResendWorker(
+                service,
+                simulated,
+                worker_id=name,
+                batch_size=batch_size,
+                poll_interval=poll_interval,
+            )
+        else:
+            worker = AsyncResendWorker(
+                service,
+                simulated.as_async(),
+                worker_id=name,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                poll_interval=poll_interval,
+            )
+        previous_int = signal.signal(signal.SIGINT, lambda *_: worker.stop())
+        try:
+            if isinstance(worker, ResendWorker):
+                if once:
+                    show(worker.run_once())
+                else:
+                    worker.run(on_pass=show)
+            else:
+                async_worker = worker
+
+                async def drive() -> None:
+                    try:
+                        if once:
+                            show(await async_worker.run_once())
+                        else:
+                            await async_worker.run(on_pass=show)
+                    finally:
+                        await async_worker.aclose()
+
+                asyncio.run(drive())
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+        elapsed = time.monotonic() - started
+        counts = service.status_counts()
+    summary = {
+        "worker_id": name,
+        "transport": repr(simulated),
+        "concurrency": concurrency,
+        "passes": passes,
+        **total.to_dict(),
+        "elapsed_s": round(elapsed, 3),
+        "claimed_per_s": round(total.claimed / elapsed, 1) if elapsed else None,
+        "status_counts": {s.name: n for s, n in counts.items() if n},
+    }
+    _print_json(summary)

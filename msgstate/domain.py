@@ -9,7 +9,7 @@ already recorded, changes nothing. The aggregate knows nothing of storage; the
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
@@ -22,6 +22,8 @@ from msgstate.errors import (
     ErrorCode,
     InvalidArgument,
     ResendRefused,
+    SendNotOverdue,
+    StaleAttempt,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.status import MessageStatus, target_status
@@ -188,13 +190,23 @@ class Message(Aggregate):
         request_id: str,
         actor: str | None,
         online_user_only: bool | None,
+        expected_attempt: int | None = None,
     ) -> None:
         """Start send number ``attempts + 1`` if ``policy`` allows it now.
 
-        A ``request_id`` already accepted for this message changes nothing.
+        A ``request_id`` already accepted for this message changes nothing. With
+        ``expected_attempt``, a message whose current attempt is another one is
+        refused (:class:`StaleAttempt`) before the policy is asked.
         """
         if request_id in self.request_ids:
             return
+        if expected_attempt is not None and expected_attempt != self.attempts:
+            msg = (
+                f"message {self.msg_id!r} is at attempt {self.attempts} "
+                f"({self.status.name}), not {expected_attempt}: the caller's view "
+                "is stale (another sender moved it on); reread it before claiming"
+            )
+            raise StaleAttempt(msg)
         from msgstate.views import view_of  # views depends on this module
 
         view = view_of(self, policy)
@@ -213,6 +225,46 @@ class Message(Aggregate):
                 self.online_user_only if online_user_only is None else online_user_only
             ),
             at=now,
+        )
+
+    def expire_send(
+        self,
+        *,
+        attempt: int,
+        send_timeout: timedelta,
+        actor: str | None,
+        at: datetime,
+    ) -> None:
+        """Record that send ``attempt`` stayed ``SENDING`` past ``send_timeout``.
+
+        Recorded as a failure with the msgstate-local code ``SEND_TIMED_OUT``
+        (``AMBIGUOUS``: the message may have left). An attempt that is not the
+        current one, or that is no longer ``SENDING`` (it failed, was delivered
+        or was already expired), changes nothing. The current send, still in
+        flight for less than ``send_timeout``, is refused (:class:`SendNotOverdue`).
+        """
+        attempt = self._check_attempt(attempt)
+        if attempt < self.attempts or self.status is not MessageStatus.SENDING:
+            return
+        started = self.updated_at  # the last event of a SENDING message started it
+        running = at - started
+        if running < send_timeout:
+            msg = (
+                f"send {attempt} of message {self.msg_id!r} started "
+                f"{running.total_seconds():.3f} s ago; it can be expired after "
+                f"send_timeout ({send_timeout.total_seconds():g} s)"
+            )
+            raise SendNotOverdue(msg)
+        who = "" if actor is None else f"; expired by {actor}"
+        self._send_failed(
+            attempt=attempt,
+            code=int(ErrorCode.SEND_TIMED_OUT),
+            desc=(
+                f"send {attempt} stayed SENDING for {running.total_seconds():.3f} s, "
+                f"past send_timeout ({send_timeout.total_seconds():g} s){who}"
+            )[:1000],
+            retry_after=None,
+            at=at,
         )
 
     def record_delivery(

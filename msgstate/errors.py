@@ -20,6 +20,8 @@ __all__ = [
     "MsgStateError",
     "ProjectionTimeout",
     "ResendRefused",
+    "SendNotOverdue",
+    "StaleAttempt",
     "StorageError",
 ]
 
@@ -65,6 +67,9 @@ class ErrorCode(IntEnum):
     SEND_TIMED_OUT = 1015
     """Recorded as a send failure (retry class ``AMBIGUOUS``): a send stayed
     ``SENDING`` past the policy's ``send_timeout`` and was expired. Never raised."""
+    SEND_NOT_OVERDUE = 1018
+    """``expire_send``: the send is in flight but has not yet run for the policy's
+    ``send_timeout``; wait, or raise the timeout if it is too short."""
 
 
 class MsgStateError(Exception):
@@ -109,6 +114,20 @@ class ResendRefused(MsgStateError):
     """The policy or the status machine refused a resend; ``code`` says why."""
 
     default_code = ErrorCode.NOT_RETRYABLE
+
+
+class StaleAttempt(ResendRefused):
+    """``resend(expected_attempt=n)`` found another attempt current: the caller's
+    view is stale (another worker claimed or the send moved on). Nothing written."""
+
+    default_code = ErrorCode.STALE_ATTEMPT
+
+
+class SendNotOverdue(MsgStateError):
+    """``expire_send`` of a send that has not yet been in flight for
+    ``send_timeout``. Nothing written."""
+
+    default_code = ErrorCode.SEND_NOT_OVERDUE
 
 
 class DeliveryConflict(MsgStateError):

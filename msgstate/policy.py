@@ -77,7 +77,9 @@ class ResendPolicy:
     ``maximum_interval``, times a jitter factor in ``[1 - jitter, 1 + jitter]``;
     a server's ``retry_after`` can raise that wait, never lower it. The wait is
     only enforced (``TOO_EARLY``) with ``enforce_backoff=True``; otherwise it is
-    advice, published as ``next_retry_at``.
+    advice, published as ``next_retry_at``. ``send_timeout`` is how long a send
+    may stay ``SENDING`` before it counts as stuck (see
+    :meth:`~msgstate.MessageService.expire_send`).
     """
 
     max_attempts: int = 5
@@ -90,6 +92,10 @@ class ResendPolicy:
     online_only_max_age: timedelta | None = None
     unknown_code_class: RetryClass = RetryClass.TRANSIENT
     resend_ambiguous: bool = True
+    send_timeout: timedelta = field(factory=lambda: timedelta(seconds=60))
+    """How long a send may stay ``SENDING`` before it counts as stuck (its sender
+    presumably died): :meth:`~msgstate.MessageService.stuck_sends` lists it and
+    :meth:`~msgstate.MessageService.expire_send` may fail it."""
 
     def __attrs_post_init__(self) -> None:
         _require(
@@ -130,6 +136,12 @@ class ResendPolicy:
             isinstance(self.unknown_code_class, RetryClass),
             f"unknown_code_class must be a RetryClass, got {self.unknown_code_class!r}",
         )
+        _require(
+            _is_positive_interval(self.send_timeout)
+            and self.send_timeout <= MAX_INTERVAL,
+            f"send_timeout must be a timedelta > 0 and at most {MAX_INTERVAL.days} "
+            f"days, got {self.send_timeout!r}",
+        )
         for name in ("enforce_backoff", "resend_ambiguous"):
             value = getattr(self, name)
             _require(isinstance(value, bool), f"{name} must be a bool, got {value!r}")
@@ -153,6 +165,7 @@ class ResendPolicy:
             "online_only_max_age": _seconds_of(self.online_only_max_age),
             "unknown_code_class": self.unknown_code_class.name,
             "resend_ambiguous": self.resend_ambiguous,
+            "send_timeout": self.send_timeout.total_seconds(),
         }
 
     @classmethod
@@ -175,7 +188,7 @@ class ResendPolicy:
                 raise InvalidArgument(
                     f"unknown policy key {key!r} (known: {', '.join(known)})"
                 )
-            if key in ("initial_interval", "maximum_interval"):
+            if key in ("initial_interval", "maximum_interval", "send_timeout"):
                 settings[key] = _interval(key, value, optional=False)
             elif key in ("max_age", "online_only_max_age"):
                 settings[key] = _interval(key, value, optional=True)

@@ -43,6 +43,7 @@ __all__ = [
 
 APPLICATION_NAME = "msgstate"
 _SEND_FAIL = int(MessageStatus.SEND_FAIL)
+_SENDING = int(MessageStatus.SENDING)
 # SQL compares with this slack (seconds) and Python's exact decision has the last
 # word, so float rounding in the database can never hide a due message.
 _SLACK = 1e-3
@@ -301,6 +302,12 @@ class MessageViews(TrackingRecorder, ABC):
         """
 
     @abstractmethod
+    def stuck(self, started_before: float, limit: int) -> list[UUID]:
+        """Ids of SENDING messages whose send started at or before
+        ``started_before`` (epoch seconds, a superset by at most a millisecond),
+        the oldest send first, ties in id order."""
+
+    @abstractmethod
     def status_counts(self) -> dict[int, int]: ...
 
     @abstractmethod
@@ -374,6 +381,14 @@ class POPOMessageViews(POPOTrackingRecorder, MessageViews):
             return rows
         rows.sort(key=lambda row: row[1])
         return [r for r in rows if after is None or r[1] > after][:limit]
+
+    def stuck(self, started_before: float, limit: int) -> list[UUID]:
+        rows = sorted(
+            (r["updated_at"], aid)
+            for aid, r in self._snapshot()
+            if r["status"] == _SENDING and r["updated_at"] <= started_before + _SLACK
+        )
+        return [aid for _, aid in rows[:limit]]
 
     def status_counts(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -454,6 +469,18 @@ class SQLMessageViews(MessageViews):
         )
         return [(_uuid(row[0]), bytes(row[1])) for row in rows]
 
+    def stuck(self, started_before: float, limit: int) -> list[UUID]:
+        # A SENDING row's updated_at is when its current send started: only
+        # Created and ResendRequested leave a message SENDING.
+        p = self._param
+        rows = self._query(
+            f"SELECT id FROM {self._table_sql()} WHERE status = {_SENDING} "
+            f"AND updated_at <= {p('before')} + {_SLACK!r} "
+            f"ORDER BY updated_at, id LIMIT {p('limit')}",
+            {"before": started_before, "limit": limit},
+        )
+        return [_uuid(row[0]) for row in rows]
+
     def status_counts(self) -> dict[int, int]:
         rows = self._query(
             f"SELECT status, count(*) FROM {self._table_sql()} GROUP BY status", {}
@@ -489,6 +516,8 @@ class SQLiteMessageViews(SQLiteTrackingRecorder, SQLMessageViews):
                 "updated_at REAL) WITHOUT ROWID",
                 f"CREATE INDEX IF NOT EXISTS {self.table}_status "
                 f"ON {self.table} (status, failed_at)",
+                f"CREATE INDEX IF NOT EXISTS {self.table}_started "
+                f"ON {self.table} (status, updated_at)",
             ]
         )
 

@@ -56,6 +56,9 @@ class MessageView:
     next_retry_at: datetime | None
     """When the backoff after the last failure ends (``None`` unless SEND_FAIL)."""
     version: int
+    request_id: str | None = None
+    """The ``request_id`` of the resend that started the current attempt (``None``
+    for attempt 1), so a caller can tell its own claim from another's."""
 
 
 @frozen
@@ -114,4 +117,5 @@ def view_of(message: Message, policy: ResendPolicy) -> MessageView:
         delivered_at=message.delivered_at,
         next_retry_at=next_retry_at,
         version=message.version,
+        request_id=message.request_ids[-1] if message.request_ids else None,
     )

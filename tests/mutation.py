@@ -40,18 +40,29 @@ ROOT = Path(__file__).resolve().parent.parent
 #: module -> the tests that exercise it (pytest paths, relative to the checkout).
 MODULES: dict[str, tuple[str, ...]] = {
     "status": ("tests/test_status_and_codes.py", "tests/test_properties.py"),
-    "domain": ("tests/test_properties.py", "tests/test_service.py", "tests/stateful"),
+    "domain": (
+        "tests/test_properties.py",
+        "tests/test_service.py",
+        "tests/test_expected_attempt.py",
+        "tests/stateful",
+    ),
     "policy": (
         "tests/test_properties.py",
         "tests/test_policy_dict.py",
         "tests/test_service.py",
         "tests/test_projections.py",
         "tests/test_whatif.py",
-    ),  # noqa: E501
+    ),
     "views": ("tests/test_service.py", "tests/test_properties.py", "tests/stateful"),
-    "projections": ("tests/test_projections.py", "tests/stateful"),
+    "projections": (
+        "tests/test_projections.py",
+        "tests/test_expected_attempt.py",
+        "tests/stateful",
+    ),
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py",),
+    "worker": ("tests/test_worker.py",),
+    "aio": ("tests/test_worker.py",),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).

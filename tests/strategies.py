@@ -178,6 +178,7 @@ def policies(draw: st.DrawFn, *, jitter: float | None = None) -> ResendPolicy:
         ),
         unknown_code_class=draw(st.sampled_from(RetryClass)),
         resend_ambiguous=draw(st.booleans()),
+        send_timeout=draw(_intervals(timedelta(microseconds=1), MAX_INTERVAL)),
     )
 
 
@@ -200,6 +201,7 @@ def machine_policies(draw: st.DrawFn) -> ResendPolicy:
         online_only_max_age=draw(st.sampled_from([None, 20 * _SECOND])),
         unknown_code_class=draw(st.sampled_from(RetryClass)),
         resend_ambiguous=draw(st.booleans()),
+        send_timeout=draw(st.sampled_from([10, 60])) * _SECOND,
     )
 
 

@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 
 from msgstate import (
+    ErrorCode,
     MessageService,
     MessageStatus,
     MessageView,
     ResendPolicy,
+    ResendWorker,
     setup_schema,
 )
 from tests import pg
@@ -76,6 +78,18 @@ def resends(service: MessageService, msg_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def advancing(clock: FakeClock, worker: Any) -> Any:
+    """An on_pass that moves the fake clock past any backoff, and stops the worker
+    once the store is settled (the example's own helper decides that)."""
+
+    def on_pass(report: Any) -> None:
+        clock.advance(3600)
+        if not report.busy and resend_worker.settled(worker.service):
+            worker.stop()
+
+    return on_pass
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_the_worker_drives_failed_messages_to_delivered_or_dead(
     kind: str, tmp_path: Path
@@ -83,7 +97,7 @@ def test_the_worker_drives_failed_messages_to_delivered_or_dead(
     """Every failed message ends delivered or dead, each attempt sent once, in the
     order the flaky transport dictates; the permanent failure is never resent."""
     clock = FakeClock()
-    policy = ResendPolicy(max_attempts=3, enforce_backoff=True)
+    policy = ResendPolicy(max_attempts=3)
     service = MessageService.open(store_url(kind, tmp_path), policy=policy, clock=clock)
     try:
         transient = [f"m-{k}" for k in range(10)]
@@ -93,11 +107,11 @@ def test_the_worker_drives_failed_messages_to_delivered_or_dead(
             service.record_failure(msg_id, code=TRANSIENT, attempt=1)
         service.record_failure("m-perm", code=PERMANENT, attempt=1)
         service.record_delivery("m-ok", seq="1")
+        clock.advance(60)
 
         transport = resend_worker.FlakyTransport(0.5, seed="in-process")
-        stats = resend_worker.run_worker(
-            service, transport, worker_id="w1", sleep=clock.advance, poll_interval=1.0
-        )
+        worker = ResendWorker(service, transport, worker_id="w1")
+        stats = worker.run(on_pass=advancing(clock, worker))
 
         expected_sent = []
         expected_delivered = set()
@@ -134,16 +148,17 @@ def test_the_worker_drives_failed_messages_to_delivered_or_dead(
             for e in resends(service, m)
         )
         assert (
-            sorted((m, a, "w1", f"w1:{m}:{a}") for m, a in transport.sent) == recorded
+            sorted((m, a, "w1", worker.request_id(a)) for m, a in transport.sent)
+            == recorded
         )
         assert (len(transport.sent), len(expected_delivered)) == (
             stats.claimed,
             stats.delivered,
         )
-        assert (stats.claimed - stats.delivered, {}, 0) == (
+        assert (stats.claimed - stats.delivered, 0, 0) == (
             stats.failed,
             stats.skipped,
-            stats.record_errors,
+            stats.errors,
         )
     finally:
         service.close()
@@ -152,9 +167,7 @@ def test_the_worker_drives_failed_messages_to_delivered_or_dead(
 def test_a_message_claimed_by_another_worker_is_skipped() -> None:
     """A message another worker claims after the poll is refused and not sent."""
     clock = FakeClock()
-    service = MessageService.open(
-        "memory://", policy=ResendPolicy(enforce_backoff=True), clock=clock
-    )
+    service = MessageService.open("memory://", clock=clock)
     for msg_id in ("a", "b"):
         service.create(msg_id, sender="alice", user_id="bob")
         service.record_failure(msg_id, code=TRANSIENT)
@@ -169,15 +182,10 @@ def test_a_message_claimed_by_another_worker_is_skipped() -> None:
     transport = resend_worker.FlakyTransport(
         0.0, on_send=other_worker_takes_the_other_message
     )
-    stats = resend_worker.run_worker(
-        service, transport, worker_id="w1", sleep=clock.advance
-    )
+    worker = ResendWorker(service, transport, worker_id="w1")
+    stats = worker.run(on_pass=advancing(clock, worker))
     assert 1 == len(transport.sent)
-    assert (1, 1, {"ALREADY_DELIVERED": 1}) == (
-        stats.claimed,
-        stats.delivered,
-        stats.skipped,
-    )
+    assert (1, 1, 1) == (stats.claimed, stats.delivered, stats.skipped)
     (sent_id, _), other = transport.sent[0], "b" if transport.sent[0][0] == "a" else "a"
     assert ["w1"] == [e["actor"] for e in resends(service, sent_id)]
     assert ["w2"] == [e["actor"] for e in resends(service, other)]
@@ -185,8 +193,8 @@ def test_a_message_claimed_by_another_worker_is_skipped() -> None:
 
 
 def test_a_transport_that_raises_records_an_ambiguous_failure() -> None:
-    """An exception from the transport is an unknown outcome: recorded as 9520, so
-    the message is not left SENDING."""
+    """An exception from the transport is an unknown outcome: recorded as
+    TRANSPORT_FAILED (AMBIGUOUS), so the message is not left SENDING."""
     clock = FakeClock()
     service = MessageService.open(
         "memory://", policy=ResendPolicy(max_attempts=2), clock=clock
@@ -195,14 +203,14 @@ def test_a_transport_that_raises_records_an_ambiguous_failure() -> None:
     service.record_failure("m", code=TRANSIENT)
     clock.advance(60)
 
-    def broken(view: MessageView) -> Any:
-        raise ConnectionError("socket closed")
+    class Broken:
+        def send(self, view: MessageView) -> Any:
+            raise ConnectionError("socket closed")
 
-    stats = resend_worker.run_worker(
-        service, broken, worker_id="w1", sleep=clock.advance
-    )
+    worker = ResendWorker(service, Broken(), worker_id="w1")
+    stats = worker.run(on_pass=advancing(clock, worker))
     view = service.get("m")
-    assert (MessageStatus.SEND_FAIL, 2, resend_worker.UNKNOWN_OUTCOME_CODE) == (
+    assert (MessageStatus.SEND_FAIL, 2, int(ErrorCode.TRANSPORT_FAILED)) == (
         view.status,
         view.attempts,
         view.last_error_code,
@@ -259,9 +267,10 @@ def _worker_process(
         ready.put(worker_id)
         if not go.wait(60):
             raise TimeoutError("no go signal")
-        stats = example.run_worker(
+        worker = ResendWorker(
             service, transport, worker_id=worker_id, batch_size=10, poll_interval=0.01
         )
+        stats = example.run_until_settled(worker)
     service.close()
     (Path(directory) / f"{worker_id}.json").write_text(
         json.dumps(
@@ -270,7 +279,7 @@ def _worker_process(
                 "delivered": stats.delivered,
                 "failed": stats.failed,
                 "skipped": stats.skipped,
-                "record_errors": stats.record_errors,
+                "record_errors": stats.errors,
             }
         )
     )
@@ -337,7 +346,7 @@ def test_two_worker_processes_never_send_an_attempt_twice(tmp_path: Path) -> Non
     ]
     assert sorted(sends) == sorted((m, a, actor) for m, a, actor, _ in events)
     assert [] == [
-        e for e in events if not e[3].startswith(f"{e[2]}:{e[0]}:")
+        e for e in events if not e[3].startswith(f"{e[2]}:")
     ]  # each claim carries its own worker's request id
 
     statuses = Counter(service.get(m).status for m in msg_ids)

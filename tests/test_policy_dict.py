@@ -24,6 +24,7 @@ def test_default_policy_as_plain_data() -> None:
         "online_only_max_age": None,
         "unknown_code_class": "TRANSIENT",
         "resend_ambiguous": True,
+        "send_timeout": 60.0,
     }
     assert expected == ResendPolicy().to_dict()
 
@@ -43,6 +44,7 @@ def test_default_policy_as_plain_data() -> None:
             online_only_max_age=timedelta(seconds=30),
             unknown_code_class=RetryClass.PERMANENT,
             resend_ambiguous=False,
+            send_timeout=timedelta(seconds=2.5),
         ),
     ],
 )
@@ -96,6 +98,10 @@ def test_from_toml() -> None:
         ({"enforce_backoff": "yes"}, "enforce_backoff"),
         ({"unknown_code_class": "transient"}, "unknown_code_class"),
         ({"unknown_code_class": 3}, "unknown_code_class"),
+        ({"send_timeout": 0}, "send_timeout"),
+        ({"send_timeout": None}, "send_timeout"),
+        ({"send_timeout": 1e300}, "send_timeout"),
+        ({"send_timeout": 4e9}, "send_timeout"),
     ],
 )
 def test_bad_data_names_the_key(data: dict[str, Any], key: str) -> None:

@@ -41,6 +41,8 @@ from msgstate import (
     ResendPolicy,
     ResendRefused,
     RetryClass,
+    SendNotOverdue,
+    StaleAttempt,
 )
 from tests import pg
 from tests import strategies as mst
@@ -76,6 +78,7 @@ class ModelMessage:
     last_failed_at: datetime | None = None
     failure_codes: list[int] = field(default_factory=list)
     accepted_requests: set[str] = field(default_factory=set)
+    request_id: str | None = None  # the accepted resend that started this attempt
     seq: str | None = None
     server_time: datetime | None = None
     delivered_at: datetime | None = None
@@ -219,18 +222,22 @@ class Model:
         online_user_only: bool | None,
         actor: str | None,
         now: datetime,
+        expected_attempt: int | None = None,
     ) -> Expected:
         if msg_id not in self.messages:
             return (MessageNotFound, ErrorCode.MESSAGE_NOT_FOUND)
         m = self.messages[msg_id]
         if request_id in m.accepted_requests:
             return None
+        if expected_attempt is not None and expected_attempt != m.attempts:
+            return (StaleAttempt, ErrorCode.STALE_ATTEMPT)
         refused = self.refusal(m, now, online_user_only)
         if refused is not None:
             return (ResendRefused, refused)
         m.attempts += 1
         m.status = SENDING
         m.accepted_requests.add(request_id)
+        m.request_id = request_id
         if online_user_only is not None:
             m.online_user_only = online_user_only
         m.record(
@@ -244,6 +251,36 @@ class Model:
             },
         )
         return None
+
+    def expire_send(
+        self, msg_id: str, *, attempt: int, actor: str | None, now: datetime
+    ) -> Expected:
+        """A send SENDING for send_timeout or more fails with SEND_TIMED_OUT."""
+        if msg_id not in self.messages:
+            return (MessageNotFound, ErrorCode.MESSAGE_NOT_FOUND)
+        m = self.messages[msg_id]
+        if attempt > m.attempts:
+            return (InvalidArgument, ErrorCode.INVALID_ARGUMENT)
+        if attempt < m.attempts or m.status != SENDING:
+            return None  # not the current send, or reported already: nothing new
+        assert m.updated_at is not None  # when the current send started
+        running = now - m.updated_at
+        timeout = self.policy.send_timeout
+        if running < timeout:
+            return (SendNotOverdue, ErrorCode.SEND_NOT_OVERDUE)
+        who = "" if actor is None else f"; expired by {actor}"
+        desc = (
+            f"send {attempt} stayed SENDING for {running.total_seconds():.3f} s, "
+            f"past send_timeout ({timeout.total_seconds():g} s){who}"
+        )
+        return self.record_failure(
+            msg_id,
+            code=int(ErrorCode.SEND_TIMED_OUT),
+            desc=desc,
+            attempt=attempt,
+            retry_after=None,
+            now=now,
+        )
 
     def record_delivery(
         self,
@@ -310,6 +347,7 @@ class Model:
             delivered_at=m.delivered_at,
             next_retry_at=self.next_retry_at(m) if m.status == SEND_FAIL else None,
             version=len(m.history),
+            request_id=m.request_id,
         )
 
 
@@ -502,6 +540,7 @@ class MessageMachine(RuleBasedStateMachine):
         request_id=mst.request_ids(),
         online_user_only=st.none() | st.booleans(),
         actor=st.sampled_from([None, "ops"]),
+        expected_offset=st.none() | st.integers(-1, 1),
     )
     def resend(
         self,
@@ -509,14 +548,18 @@ class MessageMachine(RuleBasedStateMachine):
         request_id: str,
         online_user_only: bool | None,
         actor: str | None,
+        expected_offset: int | None = None,
     ) -> None:
-        """Ask for a resend with a new or an already accepted request id."""
+        """Ask for a resend with a new or an already accepted request id, and
+        maybe an expected attempt (the current one, or a stale or future one)."""
+        expected_attempt = self.attempt_for(msg_id, expected_offset)
         expected = self.model.resend(
             msg_id,
             request_id=request_id,
             online_user_only=online_user_only,
             actor=actor,
             now=self.clock.now,
+            expected_attempt=expected_attempt,
         )
         assert self.service is not None
         self.run(
@@ -528,7 +571,58 @@ class MessageMachine(RuleBasedStateMachine):
                 request_id=request_id,
                 online_user_only=online_user_only,
                 actor=actor,
+                expected_attempt=expected_attempt,
             ),
+        )
+
+    @rule(
+        msg_id=TARGETS,
+        offset=st.integers(-1, 1),
+        actor=st.sampled_from([None, "sweeper"]),
+    )
+    def expire_send(self, msg_id: str, offset: int, actor: str | None) -> None:
+        """Expire a send: the current one, an older one, or one not started."""
+        attempt = self.attempt_for(msg_id, offset)
+        assert attempt is not None
+        expected = self.model.expire_send(
+            msg_id, attempt=attempt, actor=actor, now=self.clock.now
+        )
+        assert self.service is not None
+        self.run(
+            "expire_send",
+            msg_id,
+            expected,
+            lambda: self.service.expire_send(msg_id, attempt=attempt, actor=actor),
+        )
+
+    @rule(msg_id=msg_ids, slack=st.sampled_from([-MICROSECOND, timedelta(0)]))
+    def wait_for_send_timeout(self, msg_id: str, slack: timedelta) -> None:
+        """Move the clock to a SENDING message's send_timeout (or just before)."""
+        m = self.model.messages.get(msg_id)
+        if m is None or m.status != SENDING or m.updated_at is None:
+            return
+        target = m.updated_at + self.policy.send_timeout + slack
+        if target > self.clock.now:
+            self.clock.now = target
+
+    @invariant()
+    def stuck_sends_are_the_models(self) -> None:
+        """stuck_sends lists exactly the model's overdue SENDING messages, oldest
+        send first."""
+        assert self.service is not None
+        overdue = sorted(
+            (m.updated_at, m.msg_id)
+            for m in self.model.messages.values()
+            if m.status == SENDING
+            and m.updated_at is not None
+            and self.clock.now - m.updated_at >= self.policy.send_timeout
+        )
+        listed = [v.msg_id for v in self.service.stuck_sends(limit=10)]
+        assert sorted(overdue) == sorted(
+            (self.model.messages[i].updated_at, i) for i in listed
+        )
+        assert [m for _, m in overdue] == listed or len({t for t, _ in overdue}) < len(
+            overdue
         )
 
     @rule(
