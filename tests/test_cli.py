@@ -398,6 +398,22 @@ def test_codes() -> None:
         "retry_class": "AMBIGUOUS",
     }.items() <= one.items()
     assert 6012 == ok_json("codes", "err_request_timeout")["code"]
+    spelled = ok_json("codes", "ERR_REQUEST_TIME_OUT")
+    assert ("ERR_REQUEST_TIME_OUT", ["ERR_REQUEST_TIMEOUT"], True) == (
+        spelled["name"],
+        spelled["aliases"],
+        spelled["legacy"],
+    )
+    span = ok_json("codes", "125000")
+    assert (120001, 130000, "PERMANENT") == (
+        span["code"],
+        span["last"],
+        span["retry_class"],
+    )
+    assert -302 == json.loads(ok("codes", "--json", "--", "-302").stdout)["code"]
+    shown = ok("codes", "6012").stdout
+    assert "ERR_REQUEST_TIMEOUT" in shown
+    assert "请求超时" in shown
     assert "ERR_SVR_MSG_IN_PEER_BLACKLIST" in ok("codes").stdout
     unknown = invoke("codes", "4242")
     assert 1 == unknown.exit_code
