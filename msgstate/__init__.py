@@ -26,6 +26,13 @@ from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
 from msgstate.storage import DATABASE_URL_ENV, generate_cipher_key
+from msgstate.transports import (
+    AsyncTransport,
+    SendError,
+    Sent,
+    SimulatedTransport,
+    Transport,
+)
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import MessageWhatIf, WhatIfReport
 
@@ -33,6 +40,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "MESSAGE_NAMESPACE",
     "TRANSITIONS",
+    "AsyncTransport",
     "Batch",
     "CodeInfo",
     "ConcurrencyConflict",
@@ -54,8 +62,12 @@ __all__ = [
     "ResendPolicy",
     "ResendRefused",
     "RetryClass",
+    "SendError",
+    "Sent",
+    "SimulatedTransport",
     "StorageError",
     "Transition",
+    "Transport",
     "WhatIfReport",
     "generate_cipher_key",
     "setup_schema",
