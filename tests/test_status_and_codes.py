@@ -205,3 +205,17 @@ def test_find_refuses_what_is_not_there() -> None:
     assert find("4242") is None
     assert find("ERR_NOT_A_REAL_CODE") is None
     assert find("") is None
+
+
+def test_msgstate_codes_collide_with_no_tencent_code() -> None:
+    """A refusal's ErrorCode can never be mistaken for a Tencent send failure."""
+    from msgstate import ErrorCode
+
+    tencent = {
+        code
+        for code, info in catalog().items()
+        if not info.source.startswith("msgstate")
+    }
+    ours = {int(code) for code in ErrorCode if code}
+    assert set() == ours & tencent
+    assert all(lookup(code) is None or code in (1014, 1015) for code in ours)
