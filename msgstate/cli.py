@@ -47,7 +47,7 @@ from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import MessageStatus, to_dot, to_mermaid
 from msgstate.storage import persistence_env
-from msgstate.tencent import V2TIMMessageManager
+from msgstate.tencent import NOT_FOUND_CODE, V2TIMMessageManager
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import WhatIfReport
 
@@ -639,6 +639,8 @@ def resend_command(
 
 
 def _error_name(code: int) -> str:
+    if code == NOT_FOUND_CODE:  # the plugin's answer for an unknown msgID
+        return ErrorCode.MESSAGE_NOT_FOUND.name
     try:
         return ErrorCode(code).name
     except ValueError:

@@ -25,7 +25,7 @@ from msgstate.tencent import V2TIMMessageManager, V2TimValueCallback
 from tests.conftest import ServiceFactory
 from tests.support import EPOCH, FakeClock
 
-RETRYABLE = 6012  # ERR_REQUEST_TIMEOUT: transient
+RETRYABLE = 6012  # ERR_REQUEST_TIME_OUT: transient
 PERMANENT = 6017  # ERR_INVALID_PARAMETERS: permanent
 
 NATIVE_KEYS = sorted(
