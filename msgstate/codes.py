@@ -60,7 +60,7 @@ class CodeInfo:
     """Repository and path of the header the entry was read from."""
     aliases: tuple[str, ...] = ()
     """Every other name the code has in another header version."""
-    names: Mapping[str, str] = field(factory=dict)
+    names: Mapping[str, str] = field(factory=dict, hash=False)
     """Header version -> the name that header spells (empty for local codes)."""
     header_desc: str = ""
     """The source header's own description, verbatim (Chinese in Tencent's)."""

@@ -43,6 +43,7 @@ Two shapes (:meth:`V2TimValueCallback.to_dict`)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 from typing import TYPE_CHECKING, Any, Literal
@@ -307,6 +308,11 @@ class V2TIMMessageManager:
                 "transport must have a send(message) method (msgstate.Transport), "
                 f"got {transport!r}"
             )
+        if transport is not None and inspect.iscoroutinefunction(transport.send):
+            raise InvalidArgument(
+                "transport.send is a coroutine function (an AsyncTransport); "
+                "the facade calls send synchronously: give a Transport"
+            )
         self._service = service
         self._transport = transport
 
@@ -387,6 +393,8 @@ class V2TIMMessageManager:
             outcome: object = transport.send(view)
         except Exception as error:  # an unknown outcome, never left SENDING
             outcome = error
+        if inspect.iscoroutine(outcome):
+            outcome.close()  # an async send slipped through: it never ran
         try:
             if isinstance(outcome, Sent):
                 delivered = self._service.record_delivery(

@@ -219,3 +219,10 @@ def test_msgstate_codes_collide_with_no_tencent_code() -> None:
     ours = {int(code) for code in ErrorCode if code}
     assert set() == ours & tencent
     assert all(lookup(code) is None or code in (1014, 1015) for code in ours)
+
+
+def test_code_info_stays_hashable() -> None:
+    """Catalog entries can be set members and cache keys."""
+    info = lookup(6012)
+    assert info is not None
+    assert {info} == {lookup(6012)}

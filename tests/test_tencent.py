@@ -702,3 +702,14 @@ def test_unknown_shape_is_refused(service: MessageService) -> None:
     callback = V2TIMMessageManager(service).reSendMessage("m1")
     with pytest.raises(InvalidArgument, match="v2tim"):
         callback.to_dict("web")  # type: ignore[arg-type]
+
+
+def test_an_async_transport_is_refused(service: MessageService) -> None:
+    """A coroutine send cannot be called by the synchronous facade."""
+
+    class Async:
+        async def send(self, message: MessageView) -> Sent | SendError:
+            return Sent(seq="1")
+
+    with pytest.raises(InvalidArgument, match="AsyncTransport"):
+        V2TIMMessageManager(service, transport=Async())  # type: ignore[arg-type]
