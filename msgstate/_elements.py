@@ -214,8 +214,32 @@ def _is(kind: str, value: object) -> bool:
     if kind == "double":
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "map":
-        return isinstance(value, Mapping)
+        return isinstance(value, dict | Mapping)
     return isinstance(value, list | tuple)
+
+
+def _ok(spec: Field, value: object) -> bool:
+    """Whether ``value`` fits ``spec`` (the fast path: no error text is built)."""
+    if value is None:
+        return not spec.required
+    if not _is(spec.kind, value):
+        return False
+    if spec.kind == "map" and spec.fields is not None:
+        return _fields_ok(spec.fields, value)  # type: ignore[arg-type]
+    if spec.kind == "list" and spec.item is not None:
+        item = spec.item
+        return all(_ok(item, element) for element in value)  # type: ignore[attr-defined]
+    return True
+
+
+def _fields_ok(fields: Mapping[str, Field], value: Mapping[str, Any]) -> bool:
+    for name, spec in fields.items():
+        if name in value:
+            if not _ok(spec, value[name]):
+                return False
+        elif spec.required:
+            return False
+    return True
 
 
 def _check(path: str, spec: Field, value: object, elem: str) -> None:
@@ -268,8 +292,10 @@ def check_content(elem_type: int, content: Mapping[str, Any] | None) -> None:
     if known is None:
         return
     key, fields = known
-    elem = f"V2Tim{key[0].upper()}{key[1:]}"
-    _check_fields("content", fields, content or {}, elem)
+    given = content or {}
+    if _fields_ok(fields, given):
+        return
+    _check_fields("content", fields, given, f"V2Tim{key[0].upper()}{key[1:]}")
 
 
 def _floated(spec: Field, value: Any) -> Any:
