@@ -164,3 +164,37 @@ def test_any_valid_content_is_accepted_and_one_wrong_field_refused(
     assert info.value.desc.startswith(f"content.{name} ")
     with pytest.raises(MessageNotFound):
         service.get("m2")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), elem_type=st.integers(1, 10))
+def test_fast_check_and_field_naming_walk_agree(
+    data: st.DataObject, elem_type: int
+) -> None:
+    """The quick yes/no and the walk that names the field never disagree."""
+    from msgstate import _elements
+
+    key, fields = _elements.ELEMENTS[elem_type]
+    names = [*sorted(fields), "other"]
+    content = data.draw(
+        st.dictionaries(st.sampled_from(names), _JSON, max_size=len(names))
+        | element_contents(elem_type)
+    )
+    fast = _elements._fields_ok(fields, content)
+    try:
+        _elements._check_fields("content", fields, content, key)
+    except InvalidArgument:
+        slow = False
+    else:
+        slow = True
+    assert fast == slow
