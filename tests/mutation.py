@@ -47,11 +47,14 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_service.py",
         "tests/test_projections.py",
         "tests/test_whatif.py",
-    ),  # noqa: E501
+    ),
     "views": ("tests/test_service.py", "tests/test_properties.py", "tests/stateful"),
     "projections": ("tests/test_projections.py", "tests/stateful"),
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py",),
+    "codes": ("tests/test_status_and_codes.py",),
+    "_elements": ("tests/test_elements.py", "tests/test_golden_shapes.py"),
+    "tencent": ("tests/test_tencent.py", "tests/test_golden_shapes.py"),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).

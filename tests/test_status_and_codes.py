@@ -226,3 +226,26 @@ def test_code_info_stays_hashable() -> None:
     info = lookup(6012)
     assert info is not None
     assert {info} == {lookup(6012)}
+
+
+def test_covers_is_the_code_or_the_range() -> None:
+    """A single entry covers its own code only; the range entry its span."""
+    single = lookup(6012)
+    span = lookup(120001)
+    assert single is not None
+    assert span is not None
+    expected = [True, False, False, True, True, False]
+    actual = [
+        single.covers(6012),
+        single.covers(6013),
+        single.covers(6011),
+        span.covers(120001),
+        span.covers(130000),
+        span.covers(130001),
+    ]
+    assert expected == actual
+
+
+def test_retry_class_repr_is_runnable_python() -> None:
+    """RetryClass prints as the expression that names it."""
+    assert "RetryClass.AMBIGUOUS" == repr(RetryClass.AMBIGUOUS)
