@@ -95,9 +95,11 @@ IMAGE = Field(
 NEXT = {"nextElem": ANY_MAP}
 
 
-def _items(spec: Field) -> Field:
-    """A list of ``spec`` maps; items may not be null (the C SDK shape needs them)."""
-    return Field("list", item=evolve(spec, required=True))
+# Lists of maps: items may not be null (the C SDK shape needs them).
+IMAGES = Field("list", item=evolve(IMAGE, required=True))
+MEMBERS = Field("list", item=evolve(GROUP_MEMBER, required=True))
+GROUP_CHANGES = Field("list", item=evolve(GROUP_CHANGE, required=True))
+MEMBER_CHANGES = Field("list", item=evolve(MEMBER_CHANGE, required=True))
 
 
 """Every element may carry the next element as a map (``Utils.formatJson``)."""
@@ -107,7 +109,7 @@ ELEMENTS: dict[int, tuple[str, dict[str, Field]]] = {
     2: ("customElem", {"data": STR, "desc": STR, "extension": STR, **NEXT}),
     3: (
         "imageElem",
-        {"path": STR, "imageList": _items(IMAGE), **NEXT},
+        {"path": STR, "imageList": IMAGES, **NEXT},
     ),
     4: (
         "soundElem",
@@ -168,9 +170,9 @@ ELEMENTS: dict[int, tuple[str, dict[str, Field]]] = {
             "groupID": Field("str", required=True),
             "type": Field("int", required=True),
             "opMember": GROUP_MEMBER,
-            "memberList": _items(GROUP_MEMBER),
-            "groupChangeInfoList": _items(GROUP_CHANGE),
-            "memberChangeInfoList": _items(MEMBER_CHANGE),
+            "memberList": MEMBERS,
+            "groupChangeInfoList": GROUP_CHANGES,
+            "memberChangeInfoList": MEMBER_CHANGES,
             "memberCount": INT,
         },
     ),

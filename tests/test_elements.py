@@ -198,3 +198,53 @@ def test_fast_check_and_field_naming_walk_agree(
     else:
         slow = True
     assert fast == slow
+
+
+def test_content_stored_before_the_check_still_renders() -> None:
+    """Content written before this check existed renders without raising."""
+    from msgstate._elements import csdk_element, v2tim_element
+
+    tips = {
+        "type": True,
+        "memberList": [None, "x", {"userID": "u"}],
+        "opMember": "x",
+        "groupChangeInfoList": "no",
+    }
+    elem = csdk_element(9, tips)
+    assert elem is not None
+    expected = (0, "", None, [{**_MEMBER_NULLS, "group_member_info_identifier": "u"}])
+    actual = (
+        elem["group_tips_elem_tip_type"],
+        elem["group_tips_elem_group_id"],
+        elem.get("group_tips_elem_join_type"),
+        elem["group_tips_elem_changed_group_memberinfo_array"],
+    )
+    assert expected == actual
+    location = csdk_element(7, {"longitude": "1", "latitude": True})
+    assert location is not None
+    assert (0.0, 0.0) == (
+        location["location_elem_longitude"],
+        location["location_elem_latitude"],
+    )
+    merger = csdk_element(10, {"abstractList": ["a", 1, None, "b"]})
+    assert merger is not None
+    assert ["a", "b"] == merger["merge_elem_abstract_array"]
+    image = csdk_element(3, {"imageList": [None, {"type": True}, {"type": 2}]})
+    assert image is not None
+    assert {"elem_type", "image_elem_orig_path"} | {
+        f"image_elem_large_{k}"
+        for k in ("id", "pic_size", "pic_width", "pic_height", "url")
+    } == set(image)
+    assert {"longitude": 1.0, "latitude": 2.0} == v2tim_element(
+        7, {"longitude": 1, "latitude": 2}
+    )
+    assert None is csdk_element(0, {"text": "x"})
+
+
+_MEMBER_NULLS = {
+    "group_member_info_face_url": None,
+    "group_member_info_friend_remark": None,
+    "group_member_info_name_card": None,
+    "group_member_info_nick_name": None,
+    "group_member_info_online_devices": [],
+}

@@ -278,3 +278,163 @@ def test_checker_rejects_what_dart_would_reject() -> None:
         list(_model_problems(tips, models["V2TimGroupTipsElem"], models, "t"))
     )
     assert 1 == len(list(_model_problems({}, models["V2TimMergerElem"], models, "m")))
+
+
+MEMBER_NULLS = {
+    "group_member_info_face_url": None,
+    "group_member_info_friend_remark": None,
+    "group_member_info_name_card": None,
+    "group_member_info_nick_name": None,
+    "group_member_info_online_devices": [],
+}
+
+CSDK_ELEMENTS: dict[int, dict[str, Any]] = {
+    1: {"elem_type": 0, "text_elem_content": "hi"},
+    2: {
+        "elem_type": 3,
+        "custom_elem_data": '{"k":1}',
+        "custom_elem_desc": "d",
+        "custom_elem_ext": "e",
+    },
+    3: {
+        "elem_type": 1,
+        "image_elem_orig_path": "/p.png",
+        "image_elem_orig_id": "u0",
+        "image_elem_orig_pic_size": 10,
+        "image_elem_orig_pic_width": 4,
+        "image_elem_orig_pic_height": 3,
+        "image_elem_orig_url": "https://x/0",
+        "image_elem_thumb_id": "u1",
+        "image_elem_thumb_pic_size": 5,
+        "image_elem_thumb_pic_width": 2,
+        "image_elem_thumb_pic_height": 1,
+        "image_elem_thumb_url": "https://x/1",
+    },
+    4: {
+        "elem_type": 2,
+        "sound_elem_file_path": "/s.aac",
+        "sound_elem_file_id": "s",
+        "sound_elem_file_size": 99,
+        "sound_elem_file_time": 3,
+        "sound_elem_url": "https://x/s",
+    },
+    5: {
+        "elem_type": 9,
+        "video_elem_video_path": "/v.mp4",
+        "video_elem_video_id": "v",
+        "video_elem_video_size": 1000,
+        "video_elem_video_duration": 9,
+        "video_elem_video_url": "https://x/v",
+        "video_elem_image_path": "/v.jpg",
+        "video_elem_image_id": "vs",
+        "video_elem_image_size": 10,
+        "video_elem_image_width": 640,
+        "video_elem_image_height": 480,
+        "video_elem_image_url": "https://x/vs",
+    },
+    6: {
+        "elem_type": 4,
+        "file_elem_file_path": "/f.pdf",
+        "file_elem_file_id": "f",
+        "file_elem_file_name": "f.pdf",
+        "file_elem_file_size": 12,
+        "file_elem_url": "https://x/f",
+    },
+    7: {
+        "elem_type": 7,
+        "location_elem_desc": "office",
+        "location_elem_longitude": 113.93,
+        "location_elem_latitude": 22.54,
+    },
+    8: {"elem_type": 6, "face_elem_index": 3, "face_elem_buf": "smile"},
+    9: {
+        "elem_type": 5,
+        "group_tips_elem_group_id": "g1",
+        "group_tips_elem_tip_type": 1,  # V2 INVITE (2) is C JOIN (1) ...
+        "group_tips_elem_join_type": 2,  # ... told apart by the join type
+        "group_tips_elem_op_group_memberinfo": {
+            **MEMBER_NULLS,
+            "group_member_info_identifier": "alice",
+            "group_member_info_nick_name": "A",
+        },
+        "group_tips_elem_changed_group_memberinfo_array": [
+            {
+                **MEMBER_NULLS,
+                "group_member_info_identifier": "bob",
+                "group_member_info_name_card": "B",
+            }
+        ],
+        "group_tips_elem_group_change_info_array": [
+            {
+                "group_tips_group_change_info_flag": 1,
+                "group_tips_group_change_info_key": "name",
+                "group_tips_group_change_info_value": "room",
+                "group_tips_group_change_info_bool_value": False,
+                "group_tips_group_change_info_int_value": None,
+            }
+        ],
+        "group_tips_elem_member_change_info_array": [
+            {
+                "group_tips_member_change_info_identifier": "bob",
+                "group_tips_member_change_info_shutupTime": 60,
+            }
+        ],
+        "group_tips_elem_member_num": 3,
+    },
+    10: {
+        "elem_type": 12,
+        "merge_elem_layer_over_limit": False,
+        "merge_elem_title": "chat",
+        "merge_elem_abstract_array": ["a: hi", "b"],
+        "merge_elem_compatible_text": "upgrade",
+    },
+}
+"""The full samples' C SDK elements, written out from the >= 8.5 models' keys."""
+
+
+@pytest.mark.parametrize("elem_type", sorted(CSDK_ELEMENTS))
+def test_csdk_element_values_are_the_samples_fields(elem_type: int) -> None:
+    """Each field lands under the C SDK key the >= 8.5 model reads it from."""
+    answer = _answer("success", elem_type, ELEMENT_SAMPLES[elem_type][0], "csdk")
+    actual = json.loads(answer["json_param"])["message_elem_array"]
+    assert [CSDK_ELEMENTS[elem_type]] == actual
+
+
+@pytest.mark.parametrize("elem_type", sorted(ELEMENT_SAMPLES))
+def test_v2tim_element_is_the_content(elem_type: int) -> None:
+    """The 8.1 element is the content as created (its names are the model's)."""
+    content = ELEMENT_SAMPLES[elem_type][0]
+    data = _answer("success", elem_type, content, "v2tim")["data"]
+    assert content == data[V2TIM["elem_keys"][str(elem_type)]]
+
+
+def test_member_online_devices_and_ids_carry_over() -> None:
+    """Online devices and a missing userID ("" in the model) reach the C shape."""
+    content = {
+        "groupID": "g",
+        "type": 4,
+        "opMember": {"onlineDevices": ["ios", "web"], "faceUrl": "f"},
+        "memberList": [{"userID": None, "friendRemark": "r"}],
+        "memberChangeInfoList": [{"muteTime": 5}],
+    }
+    answer = _answer("success", 9, content, "csdk")
+    elem = json.loads(answer["json_param"])["message_elem_array"][0]
+    expected = (
+        3,  # V2 KICKED (4) is C KICK (3)
+        None,
+        {**MEMBER_NULLS, "group_member_info_identifier": "",
+         "group_member_info_face_url": "f",
+         "group_member_info_online_devices": ["ios", "web"]},
+        [{**MEMBER_NULLS, "group_member_info_identifier": "",
+          "group_member_info_friend_remark": "r"}],
+        [{"group_tips_member_change_info_identifier": "",
+          "group_tips_member_change_info_shutupTime": 5}],
+    )  # fmt: skip
+    actual = (
+        elem["group_tips_elem_tip_type"],
+        elem.get("group_tips_elem_join_type"),
+        elem["group_tips_elem_op_group_memberinfo"],
+        elem["group_tips_elem_changed_group_memberinfo_array"],
+        elem["group_tips_elem_member_change_info_array"],
+    )
+    assert expected == actual
