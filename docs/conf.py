@@ -52,15 +52,44 @@ def _write_generated() -> None:
     )
     from msgstate.codes import catalog
 
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    entries = sorted(catalog().values(), key=lambda c: c.code)
     codes = [
-        "| code | name | retry class | description |",
+        "| code | names (every header's spelling) | retry class | description |",
         "| --- | --- | --- | --- |",
         *(
-            f"| {c.code} | `{c.name}` | {c.retry_class.name} | {c.desc} |"
-            for c in sorted(catalog().values(), key=lambda c: c.code)
+            f"| {c.code if c.last is None else f'{c.code}-{c.last}'} "
+            f"| {'<br>'.join(f'`{n}`' for n in c.spellings())} "
+            f"| {c.retry_class.name} "
+            f"| {cell(c.desc)}{' (legacy: IM SDK V3 only)' if c.legacy else ''} |"
+            for c in entries
         ),
     ]
     (out / "codes.md").write_text("\n".join(codes) + "\n", encoding="utf-8")
+
+    def family(code: int) -> str:
+        if code < 0:
+            return "negative (access layer)"
+        if code < 2000:
+            return "msgstate-local"
+        if 120001 <= code <= 130000:
+            return "120001-130000 (callback range)"
+        return f"{str(code)[:-3]}xxx"
+
+    counts: dict[str, int] = {}
+    for c in entries:
+        counts[family(c.code)] = counts.get(family(c.code), 0) + 1
+    families = [
+        "| family | entries |",
+        "| --- | --- |",
+        *(f"| {name} | {n} |" for name, n in counts.items()),
+        f"| all | {len(entries)} |",
+    ]
+    (out / "code_families.md").write_text(
+        "\n".join(families) + "\n", encoding="utf-8"
+    )
     errors = [
         "| value | name | meaning |",
         "| --- | --- | --- |",

@@ -81,7 +81,7 @@ from msgstate import (
     MessageView,
     MsgStateError,
 )
-from msgstate.tencent import V2TIMMessageManager
+from msgstate.tencent import NOT_FOUND_CODE, V2TIMMessageManager
 
 DEFAULT_URL = "sqlite:///http_backend.db"
 
@@ -293,6 +293,10 @@ def create_app(service: MessageService) -> FastAPI:
             request_id=idempotency_key or body.request_id,
             actor=body.actor,
         )
+        if answer.code == NOT_FOUND_CODE:  # the plugin's -1 "message not found"
+            return error_json(
+                ErrorCode.MESSAGE_NOT_FOUND, f"message {msg_id!r} not found"
+            )
         if answer.code != ErrorCode.OK:
             return error_json(ErrorCode(answer.code), answer.desc)
         return JSONResponse(answer.to_dict())

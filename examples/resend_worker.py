@@ -130,7 +130,9 @@ def main() -> None:
     service = MessageService.open(f"sqlite:///{DB}", policy=DEMO_POLICY)
     for k in range(20):
         msg_id = f"msg-{k:02d}"
-        service.create(msg_id, sender="alice", user_id="bob", content={"text": k})
+        service.create(
+            msg_id, sender="alice", user_id="bob", content={"text": f"hello {k}"}
+        )
         service.record_failure(msg_id, code=6012, desc="request timeout")
 
     results: dict[str, WorkerReport] = {}

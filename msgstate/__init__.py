@@ -29,6 +29,13 @@ from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
 from msgstate.storage import DATABASE_URL_ENV, generate_cipher_key
+from msgstate.transports import (
+    AsyncTransport,
+    SendError,
+    Sent,
+    SimulatedTransport,
+    Transport,
+)
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import MessageWhatIf, WhatIfReport
 from msgstate.worker import AsyncResendWorker, ResendWorker, WorkerReport
@@ -39,6 +46,7 @@ __all__ = [
     "TRANSITIONS",
     "AsyncMessageService",
     "AsyncResendWorker",
+    "AsyncTransport",
     "Batch",
     "CodeInfo",
     "ConcurrencyConflict",
@@ -61,10 +69,14 @@ __all__ = [
     "ResendRefused",
     "ResendWorker",
     "RetryClass",
+    "SendError",
     "SendNotOverdue",
+    "Sent",
+    "SimulatedTransport",
     "StaleAttempt",
     "StorageError",
     "Transition",
+    "Transport",
     "WhatIfReport",
     "WorkerReport",
     "generate_cipher_key",

@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment
 
 from msgstate import _validate as check
+from msgstate._elements import check_content
 from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
@@ -934,6 +935,7 @@ def _creation(msg_id: object, **given: Any) -> tuple[str, dict[str, Any]]:
         "cloud_custom_data": check.cloud_custom_data(given["cloud_custom_data"]),
         "content": check.content_json(given["content"]),
     }
+    check_content(fields["elem_type"], given["content"])
     checked_id = check.identifier("msg_id", msg_id)
     if fields["user_id"] is None and fields["group_id"] is None:
         raise InvalidArgument("give user_id (C2C), group_id (group) or both")

@@ -41,13 +41,13 @@ from attrs import fields
 from msgstate import __version__
 from msgstate._simulation import MAX_MESSAGES, SimulationSummary, simulate
 from msgstate.application import DATABASE_URL_ENV, MessageService
-from msgstate.codes import CodeInfo, catalog, lookup
+from msgstate.codes import CodeInfo, catalog, find, lookup
 from msgstate.errors import ErrorCode, InvalidArgument, MsgStateError
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import MessageStatus, to_dot, to_mermaid
 from msgstate.storage import persistence_env
-from msgstate.tencent import V2TIMMessageManager
+from msgstate.tencent import NOT_FOUND_CODE, V2TIMMessageManager
 from msgstate.views import HistoryEntry, MessageView
 from msgstate.whatif import WhatIfReport
 
@@ -639,6 +639,8 @@ def resend_command(
 
 
 def _error_name(code: int) -> str:
+    if code == NOT_FOUND_CODE:  # the plugin's answer for an unknown msgID
+        return ErrorCode.MESSAGE_NOT_FOUND.name
     try:
         return ErrorCode(code).name
     except ValueError:
@@ -1077,9 +1079,14 @@ def code_dict(info: CodeInfo) -> dict[str, Any]:
     """A catalog entry as JSON-able data."""
     return {
         "code": info.code,
+        "last": info.last,
         "name": info.name,
+        "aliases": list(info.aliases),
+        "names": dict(info.names),
         "retry_class": info.retry_class.name,
         "desc": info.desc,
+        "header_desc": info.header_desc,
+        "legacy": info.legacy,
         "source": info.source,
     }
 
@@ -1088,22 +1095,21 @@ def code_dict(info: CodeInfo) -> dict[str, Any]:
 @click.argument("code", required=False)
 @json_option
 def codes_command(code: str | None, as_json: bool) -> None:
-    """Look a Tencent IM error code (number or name) up in the catalog.
+    """Look a Tencent IM error code up in the catalog: by number or any name.
 
-    Without CODE, lists every catalogued code.
+    Any header's spelling of a name works (ERR_REQUEST_TIMEOUT and
+    ERR_REQUEST_TIME_OUT are both 6012); a number inside 120001-130000 finds the
+    before-send callback range. Without CODE, lists every catalogued code.
     """
     entries = list(catalog().values())
     if code is not None:
-        wanted = code.strip()
-        found = [
-            e for e in entries if str(e.code) == wanted or e.name == wanted.upper()
-        ]
-        if not found:
+        info = find(code)
+        if info is None:
             raise _Refused(
                 f"code {code!r} is not in the catalog; a policy treats unknown "
                 "codes as its unknown_code_class (TRANSIENT by default)"
             )
-        entries = found
+        entries = [info]
     if as_json:
         _print_json(
             code_dict(entries[0])
@@ -1115,7 +1121,16 @@ def codes_command(code: str | None, as_json: bool) -> None:
     for column in ("code", "name", "retry class", "desc"):
         table.add_column(column, overflow="fold")
     for entry in entries:
-        table.add_row(str(entry.code), entry.name, entry.retry_class.name, entry.desc)
+        number = str(entry.code) if entry.last is None else f"{entry.code}-{entry.last}"
+        name = "\n".join(entry.spellings())
+        desc = entry.desc + (" (legacy: IM SDK V3 only)" if entry.legacy else "")
+        table.add_row(number, name, entry.retry_class.name, desc)
+    if code is not None:
+        only = entries[0]
+        _console().print(table)
+        _console().print(f"header: {only.header_desc}", markup=False)
+        _console().print(f"source: {only.source}", markup=False)
+        return
     _console().print(table)
 
 

@@ -26,7 +26,7 @@ from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
-from msgstate.codes import RetryClass, catalog
+from msgstate.codes import RetryClass, catalog, ranges
 from msgstate.domain import Message
 from msgstate.policy import ResendPolicy, jitter_unit
 from msgstate.status import MessageStatus
@@ -126,6 +126,8 @@ class PolicyQuery:
     unknown_blocked: bool
     max_age: float | None
     online_only_max_age: float | None
+    blocked_ranges: tuple[tuple[int, int], ...] = ()  # catalog ranges, inclusive
+    allowed_ranges: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def of(cls, policy: ResendPolicy) -> PolicyQuery:
@@ -152,10 +154,28 @@ class PolicyQuery:
             cap=cap,
             jitter=float(policy.jitter),
             blocked_codes=tuple(
-                sorted(c for c, i in codes.items() if i.retry_class in blocked)
+                sorted(
+                    c
+                    for c, i in codes.items()
+                    if i.last is None and i.retry_class in blocked
+                )
             ),
             allowed_codes=tuple(
-                sorted(c for c, i in codes.items() if i.retry_class not in blocked)
+                sorted(
+                    c
+                    for c, i in codes.items()
+                    if i.last is None and i.retry_class not in blocked
+                )
+            ),
+            blocked_ranges=tuple(
+                (i.code, i.last)
+                for i in ranges()
+                if i.last is not None and i.retry_class in blocked
+            ),
+            allowed_ranges=tuple(
+                (i.code, i.last)
+                for i in ranges()
+                if i.last is not None and i.retry_class not in blocked
             ),
             unknown_blocked=policy.unknown_code_class in blocked,
             max_age=None if policy.max_age is None else policy.max_age.total_seconds(),
@@ -169,9 +189,15 @@ class PolicyQuery:
     # -- the same rules in Python (memory views) -------------------------------------
 
     def retryable(self, code: int) -> bool:
-        if self.unknown_blocked:
-            return code in self.allowed_codes
-        return code not in self.blocked_codes
+        if code in self.allowed_codes:
+            return True
+        if code in self.blocked_codes:
+            return False
+        if any(lo <= code <= hi for lo, hi in self.allowed_ranges):
+            return True
+        if any(lo <= code <= hi for lo, hi in self.blocked_ranges):
+            return False
+        return not self.unknown_blocked
 
     def expired(self, row: dict[str, Any], now: float) -> bool:
         age = now - row["created_at"]
@@ -212,11 +238,22 @@ class PolicyQuery:
     # -- the same rules in SQL --------------------------------------------------------
 
     def sql_retryable(self) -> str:
+        def within(spans: tuple[tuple[int, int], ...]) -> list[str]:
+            return [
+                f"last_error_code BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in spans
+            ]
+
         if self.unknown_blocked:
-            return f"last_error_code IN ({_ints(self.allowed_codes)})"
-        if not self.blocked_codes:
+            terms = [f"last_error_code IN ({_ints(self.allowed_codes)})"]
+            terms += within(self.allowed_ranges)
+            return "(" + " OR ".join(terms) + ")"
+        terms = []
+        if self.blocked_codes:
+            terms.append(f"last_error_code IN ({_ints(self.blocked_codes)})")
+        terms += within(self.blocked_ranges)
+        if not terms:
             return "1=1"
-        return f"last_error_code NOT IN ({_ints(self.blocked_codes)})"
+        return "NOT (" + " OR ".join(terms) + ")"
 
     def sql_expired(self, now: str) -> str:
         """``now`` is the SQL for the current time (a bound parameter)."""

@@ -63,6 +63,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "batch": ("tests/test_batch.py",),
     "worker": ("tests/test_worker.py",),
     "aio": ("tests/test_worker.py",),
+    "codes": ("tests/test_status_and_codes.py",),
+    "_elements": ("tests/test_elements.py", "tests/test_golden_shapes.py"),
+    "tencent": ("tests/test_tencent.py", "tests/test_golden_shapes.py"),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).

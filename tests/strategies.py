@@ -20,11 +20,14 @@ from msgstate import ResendPolicy, RetryClass
 
 __all__ = [
     "CATALOG_CLASSES",
+    "CATALOG_RANGES",
+    "ELEMENT_SAMPLES",
     "INT32",
     "MAX_INTERVAL",
     "MAX_RETRY_AFTER",
     "catalog_codes",
     "creation_fields",
+    "element_contents",
     "error_codes",
     "identifiers",
     "invalid_policy_kwargs",
@@ -44,11 +47,23 @@ MAX_RETRY_AFTER = 30 * 24 * 3600.0
 """The largest ``retry_after`` (seconds) a command accepts (docs: limits)."""
 
 _CATALOG_FILE = Path(msgstate.__file__).parent / "data" / "tencent_codes.json"
+_CATALOG_ENTRIES = json.loads(_CATALOG_FILE.read_text("utf-8"))["codes"]
 CATALOG_CLASSES: dict[int, str] = {
-    entry["code"]: entry["retry_class"]
-    for entry in json.loads(_CATALOG_FILE.read_text("utf-8"))["codes"]
+    entry["code"]: entry["retry_class"] for entry in _CATALOG_ENTRIES
 }
-"""Every catalogued code and its retry class name, read by the tests themselves."""
+"""Every catalogued code and its retry class name, read by the tests themselves.
+
+A range entry (120001-130000) is listed under its first code; see
+:data:`CATALOG_RANGES`.
+"""
+CATALOG_RANGES: list[tuple[int, int]] = [
+    (entry["code"], entry["last"]) for entry in _CATALOG_ENTRIES if "last" in entry
+]
+"""The catalog's ranges (first, last), inclusive."""
+
+
+def _catalogued(code: int) -> bool:
+    return code in CATALOG_CLASSES or any(lo <= code <= hi for lo, hi in CATALOG_RANGES)
 
 
 # -- ids and small values --
@@ -94,7 +109,7 @@ def unknown_codes() -> st.SearchStrategy[int]:
     return st.one_of(
         st.sampled_from([-1, 1, 99_999, 2**31 - 1, -(2**31)]),
         st.integers(*INT32),
-    ).filter(lambda c: c != 0 and c not in CATALOG_CLASSES)
+    ).filter(lambda c: c != 0 and not _catalogued(c))
 
 
 def error_codes() -> st.SearchStrategy[int]:
@@ -128,13 +143,240 @@ def creation_fields() -> st.SearchStrategy[dict[str, Any]]:
         lambda to, **rest: {**to, **rest},
         target,
         sender=st.sampled_from(["alice", "bob"]),
-        elem_type=st.sampled_from([1, 2]),
         priority=st.integers(0, 3),
         online_user_only=st.booleans(),
         need_read_receipt=st.booleans(),
         cloud_custom_data=st.sampled_from(["", "x"]),
-        content=st.sampled_from([None, {"text": "hi"}, {"text": "hé", "n": [1, 2]}]),
+        **{"elem_type+content": _small_elements()},
+    ).map(_split_element)
+
+
+def _small_elements() -> st.SearchStrategy[tuple[int, Any]]:
+    """(elem_type, content) from small pools, valid for the type (mostly text)."""
+    text = st.tuples(
+        st.just(1), st.sampled_from([None, {"text": "hi"}, {"text": "hé", "n": [1, 2]}])
     )
+    other = st.sampled_from(
+        [(elem_type, ELEMENT_SAMPLES[elem_type][0]) for elem_type in (2, 7, 9, 10)]
+    )
+    return st.one_of(text, text, other)
+
+
+def _split_element(fields: dict[str, Any]) -> dict[str, Any]:
+    elem_type, content = fields.pop("elem_type+content")
+    return {**fields, "elem_type": elem_type, "content": content}
+
+
+# -- element content (the Dart models' fields, tencent_cloud_chat_sdk 8.1.6122) --
+
+ELEMENT_SAMPLES: dict[int, list[dict[str, Any]]] = {
+    1: [{"text": "hi"}, {"text": None}],
+    2: [{"data": '{"k":1}', "desc": "d", "extension": "e"}, {}],
+    3: [
+        {
+            "path": "/p.png",
+            "imageList": [
+                {
+                    "UUID": "u0",
+                    "type": 0,
+                    "size": 10,
+                    "width": 4,
+                    "height": 3,
+                    "url": "https://x/0",
+                },
+                {
+                    "uuid": "u1",
+                    "type": 1,
+                    "size": 5,
+                    "width": 2,
+                    "height": 1,
+                    "url": "https://x/1",
+                },
+            ],
+        },
+        {"path": None},
+    ],
+    4: [
+        {
+            "path": "/s.aac",
+            "UUID": "s",
+            "dataSize": 99,
+            "duration": 3,
+            "url": "https://x/s",
+        },
+        {},
+    ],
+    5: [
+        {
+            "videoPath": "/v.mp4",
+            "UUID": "v",
+            "videoSize": 1000,
+            "duration": 9,
+            "snapshotPath": "/v.jpg",
+            "snapshotUUID": "vs",
+            "snapshotSize": 10,
+            "snapshotWidth": 640,
+            "snapshotHeight": 480,
+            "videoUrl": "https://x/v",
+            "snapshotUrl": "https://x/vs",
+        },
+        {},
+    ],
+    6: [
+        {
+            "path": "/f.pdf",
+            "fileName": "f.pdf",
+            "UUID": "f",
+            "url": "https://x/f",
+            "fileSize": 12,
+        },
+        {},
+    ],
+    7: [
+        {"desc": "office", "longitude": 113.93, "latitude": 22.54},
+        {"longitude": 0, "latitude": -90},
+    ],
+    8: [{"index": 3, "data": "smile"}, {}],
+    9: [
+        {
+            "groupID": "g1",
+            "type": 2,
+            "opMember": {"userID": "alice", "nickName": "A", "onlineDevices": []},
+            "memberList": [{"userID": "bob", "nameCard": "B"}],
+            "groupChangeInfoList": [
+                {"type": 1, "key": "name", "value": "room", "boolValue": False}
+            ],
+            "memberChangeInfoList": [{"userID": "bob", "muteTime": 60}],
+            "memberCount": 3,
+        },
+        {"groupID": "g2", "type": 7},
+    ],
+    10: [
+        {
+            "isLayersOverLimit": False,
+            "title": "chat",
+            "abstractList": ["a: hi", "b"],
+            "compatibleText": "upgrade",
+        },
+        {"abstractList": []},
+    ],
+}
+"""Valid content for each element type (1 text ... 10 merger): full, then bare."""
+
+_DART_STR = st.one_of(st.none(), st.text(max_size=8))
+_DART_INT = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
+_DART_BOOL = st.one_of(st.none(), st.booleans())
+_DOUBLE = st.one_of(
+    st.integers(-180, 180), st.floats(-180, 180, allow_nan=False, allow_infinity=False)
+)
+
+
+def _optional_fields(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Maps holding any subset of ``fields`` (missing and null both allowed)."""
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+_MEMBER = _optional_fields(
+    userID=_DART_STR,
+    nickName=_DART_STR,
+    nameCard=_DART_STR,
+    friendRemark=_DART_STR,
+    faceUrl=_DART_STR,
+    onlineDevices=st.one_of(st.none(), st.lists(st.text(max_size=4), max_size=2)),
+)
+
+
+def element_contents(elem_type: int) -> st.SearchStrategy[dict[str, Any]]:
+    """Any content the Dart model of ``elem_type`` (1-10) parses."""
+    strategies: dict[int, st.SearchStrategy[Any]] = {
+        1: _optional_fields(text=_DART_STR),
+        2: _optional_fields(data=_DART_STR, desc=_DART_STR, extension=_DART_STR),
+        3: _optional_fields(
+            path=_DART_STR,
+            imageList=st.one_of(
+                st.none(),
+                st.lists(
+                    _optional_fields(
+                        UUID=_DART_STR,
+                        type=st.one_of(st.none(), st.integers(0, 3)),
+                        size=_DART_INT,
+                        width=_DART_INT,
+                        height=_DART_INT,
+                        url=_DART_STR,
+                    ),
+                    max_size=3,
+                ),
+            ),
+        ),
+        4: _optional_fields(
+            path=_DART_STR,
+            UUID=_DART_STR,
+            dataSize=_DART_INT,
+            duration=_DART_INT,
+            url=_DART_STR,
+        ),
+        5: _optional_fields(
+            videoPath=_DART_STR,
+            UUID=_DART_STR,
+            videoSize=_DART_INT,
+            duration=_DART_INT,
+            snapshotPath=_DART_STR,
+            snapshotUUID=_DART_STR,
+            snapshotSize=_DART_INT,
+            snapshotWidth=_DART_INT,
+            snapshotHeight=_DART_INT,
+            videoUrl=_DART_STR,
+            snapshotUrl=_DART_STR,
+        ),
+        6: _optional_fields(
+            path=_DART_STR,
+            fileName=_DART_STR,
+            UUID=_DART_STR,
+            url=_DART_STR,
+            fileSize=_DART_INT,
+        ),
+        7: st.fixed_dictionaries(
+            {"longitude": _DOUBLE, "latitude": _DOUBLE}, optional={"desc": _DART_STR}
+        ),
+        8: _optional_fields(index=_DART_INT, data=_DART_STR),
+        9: st.fixed_dictionaries(
+            {"groupID": st.text(max_size=8), "type": st.integers(0, 12)},
+            optional={
+                "opMember": st.one_of(st.none(), _MEMBER),
+                "memberList": st.one_of(st.none(), st.lists(_MEMBER, max_size=2)),
+                "groupChangeInfoList": st.one_of(
+                    st.none(),
+                    st.lists(
+                        _optional_fields(
+                            type=_DART_INT,
+                            value=_DART_STR,
+                            key=_DART_STR,
+                            boolValue=_DART_BOOL,
+                            intValue=_DART_INT,
+                        ),
+                        max_size=2,
+                    ),
+                ),
+                "memberChangeInfoList": st.one_of(
+                    st.none(),
+                    st.lists(
+                        _optional_fields(userID=_DART_STR, muteTime=_DART_INT),
+                        max_size=2,
+                    ),
+                ),
+                "memberCount": _DART_INT,
+            },
+        ),
+        10: st.fixed_dictionaries(
+            {"abstractList": st.lists(st.text(max_size=6), max_size=3)},
+            optional={
+                "isLayersOverLimit": _DART_BOOL,
+                "title": _DART_STR,
+                "compatibleText": _DART_STR,
+            },
+        ),
+    }
+    return strategies[elem_type]
 
 
 # -- policies --

@@ -144,7 +144,7 @@ def test_record_failure_resend_and_delivery(db: str) -> None:
     )
     assert "SEND_FAIL" == failed["status"]
     assert "TRANSIENT" == failed["last_error_class"]
-    assert "ERR_REQUEST_TIMEOUT" == failed["last_error_name"]
+    assert "ERR_REQUEST_TIME_OUT" == failed["last_error_name"]
     assert 2.0 == failed["last_retry_after"]
     answer = json.loads(
         ok("resend", "m1", "--request-id", "r1", "--actor", "ops", "--db", db).stdout
@@ -169,16 +169,19 @@ def test_resend_refusal_exits_1(db: str) -> None:
     assert 1 == result.exit_code
     answer = json.loads(result.stdout)
     assert 1006 == answer["code"]
-    assert answer["data"] is None
+    assert ("m1", 3) == (answer["data"]["msgID"], answer["data"]["status"])
     assert one_error_line(result).endswith("[NOT_RETRYABLE]")
 
 
 def test_resend_unknown_message(db: str) -> None:
-    """Resending an unknown message answers MESSAGE_NOT_FOUND (1001), exit 1."""
+    """An unknown message answers the plugin's -1 "message not found", exit 1."""
     create(db)
     result = invoke("resend", "nope", "--db", db)
     assert 1 == result.exit_code
-    assert 1001 == json.loads(result.stdout)["code"]
+    assert {"code": -1, "desc": "message not found", "data": None} == json.loads(
+        result.stdout
+    )
+    assert one_error_line(result).endswith("[MESSAGE_NOT_FOUND]")
 
 
 def test_delivery_conflict_is_one_line(db: str) -> None:
@@ -398,6 +401,22 @@ def test_codes() -> None:
         "retry_class": "AMBIGUOUS",
     }.items() <= one.items()
     assert 6012 == ok_json("codes", "err_request_timeout")["code"]
+    spelled = ok_json("codes", "ERR_REQUEST_TIME_OUT")
+    assert ("ERR_REQUEST_TIME_OUT", ["ERR_REQUEST_TIMEOUT"], True) == (
+        spelled["name"],
+        spelled["aliases"],
+        spelled["legacy"],
+    )
+    span = ok_json("codes", "125000")
+    assert (120001, 130000, "PERMANENT") == (
+        span["code"],
+        span["last"],
+        span["retry_class"],
+    )
+    assert -302 == json.loads(ok("codes", "--json", "--", "-302").stdout)["code"]
+    shown = ok("codes", "6012").stdout
+    assert "ERR_REQUEST_TIMEOUT" in shown
+    assert "请求超时" in shown
     assert "ERR_SVR_MSG_IN_PEER_BLACKLIST" in ok("codes").stdout
     unknown = invoke("codes", "4242")
     assert 1 == unknown.exit_code

@@ -57,7 +57,7 @@ from msgstate import (
     generate_cipher_key,
     setup_schema,
 )
-from msgstate.tencent import V2TIMMessageManager
+from msgstate.tencent import NOT_FOUND_CODE, V2TIMMessageManager
 from tests import pg
 from tests.conftest import backend_url
 from tests.support import EPOCH, FakeClock
@@ -1424,8 +1424,9 @@ TENCENT_ARGS = {
 def test_resend_message(store: Store, tally: Callable[[], None], case: Case) -> None:
     """reSendMessage() fuzzed: never raises, answers code != 0 on bad input.
 
-    Invalid arguments answer INVALID_ARGUMENT and an unknown id MESSAGE_NOT_FOUND,
-    with no data and nothing written; a prepared message answers as resend() does.
+    Invalid arguments answer INVALID_ARGUMENT (with the message if it exists), an
+    unknown id the plugin's -1 with no data, and nothing is written; a prepared
+    message answers as resend() does, a refusal with the message as it is now.
     Every answer converts to a dict and to JSON.
     """
     tally()
@@ -1440,12 +1441,14 @@ def test_resend_message(store: Store, tally: Callable[[], None], case: Case) -> 
     assert answer.desc
     event(f"answered code {answer.code}")
     if invalid(case.kinds) or case.mode == "unknown":
+        # Bad arguments keep msgstate's code, with the message if it can be read;
+        # an unknown id is the plugin's -1 "message not found", no data.
         expected = (
-            ErrorCode.INVALID_ARGUMENT
+            (int(ErrorCode.INVALID_ARGUMENT), current_view(store.service, msg_id))
             if invalid(case.kinds)
-            else ErrorCode.MESSAGE_NOT_FOUND
+            else (NOT_FOUND_CODE, None)
         )
-        assert (expected, None) == (answer.code, answer.data)
+        assert expected == (answer.code, answer.data)
         assert before == store.written()
         return
     outcome = expected_resend(case.state, case.kwargs.get("request_id"))
@@ -1457,9 +1460,17 @@ def test_resend_message(store: Store, tally: Callable[[], None], case: Case) -> 
         assert old.version + (outcome == "resend") == answer.data.version
         assert (outcome == "resend") == store.written_since(before)
         store.versions[msg_id] = answer.data.version
-    else:
-        assert (ErrorCode[outcome], None) == (answer.code, answer.data)
+    else:  # a refusal answers the message as it is now
+        assert (ErrorCode[outcome], old) == (answer.code, answer.data)
         assert before == store.written()
+
+
+def current_view(service: MessageService, msg_id: object) -> MessageView | None:
+    """The message's view, or None if ``msg_id`` names none (or is no id)."""
+    try:
+        return service.get(msg_id)  # type: ignore[arg-type]
+    except MsgStateError:
+        return None
 
 
 # -- record_failures and record_deliveries: many commands, one transaction --

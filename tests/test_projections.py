@@ -403,3 +403,27 @@ def test_runner_in_a_separate_process(tmp_path: Path) -> None:
     finally:
         runner.terminate()
         runner.wait(20)
+
+
+@pytest.mark.parametrize("unknown", [RetryClass.TRANSIENT, RetryClass.PERMANENT])
+def test_callback_range_codes_are_dead_in_every_view(
+    make_service: ServiceFactory, clock: FakeClock, unknown: RetryClass
+) -> None:
+    """A code inside 120001-130000 is the range entry's (PERMANENT) in SQL too."""
+    service = make_service(policy=ResendPolicy(unknown_code_class=unknown))
+    for msg_id, code in [
+        ("cb-first", 120001),
+        ("cb-mid", 125000),
+        ("cb-last", 130000),
+        ("after", 130001),
+        ("t/o", TIMEOUT),
+    ]:
+        make(service, msg_id)
+        service.record_failure(msg_id, code=code)
+    later = EPOCH + timedelta(hours=1)
+    dead = {d.msg_id for d in service.dead_letters(later, limit=100)}
+    due = {v.msg_id for v in service.due_resends(later, limit=100)}
+    in_range = {"cb-first", "cb-mid", "cb-last"}
+    unknown_dead = {"after"} if unknown is RetryClass.PERMANENT else set()
+    assert in_range | unknown_dead == dead
+    assert {"t/o", "after"} - unknown_dead == due

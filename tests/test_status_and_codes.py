@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from msgstate import MessageStatus, RetryClass
-from msgstate.codes import catalog, lookup
+from msgstate.codes import catalog, find, lookup
 from msgstate.status import to_dot, to_mermaid
 
 REQUIRED = [
@@ -83,3 +83,169 @@ def test_unknown_code_is_not_catalogued() -> None:
     """Codes outside the catalog return None (the policy picks their class)."""
     assert lookup(123456789) is None
     assert len(catalog()) >= len(REQUIRED)
+
+
+# -- the catalog of issue 9: every send-failure family, names per header, legacy --
+
+ISSUE_9_ADDED = [
+    6013, 6015, 6026, 6226, 70101, 6213, 6255, 9503, 6032, 7013, 7014, 7015, 8004,
+    80003, 80004, 93000, 20001, 20002, 9507, 9509, 9511, 9518, 9519, 9521, 9522,
+    9523, 9525, 10004, 10006, 10007, 10015, 10016, 10019, 60020, 70051, 70107,
+    6006, 6007, 6031, 114000, 114001, 114002, 114003, 114004, 114011, -302,
+    -10113, -10114, -20009, 8005, 8021,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("code", ISSUE_9_ADDED)
+def test_common_send_failures_are_catalogued(code: int) -> None:
+    """Each send failure the issue found missing has an entry read from a header."""
+    info = lookup(code)
+    assert info is not None
+    assert code == info.code
+    assert info.name in info.names.values()
+    assert info.header_desc
+    assert info.source.startswith(("TencentCloud/TIMSDK: ", "xionghaoo/"))
+
+
+def test_6012_is_spelled_per_header() -> None:
+    """6012 is ERR_REQUEST_TIME_OUT in 2025, ERR_REQUEST_TIMEOUT before."""
+    info = lookup(6012)
+    assert info is not None
+    assert "ERR_REQUEST_TIME_OUT" == info.name
+    assert ("ERR_REQUEST_TIMEOUT",) == info.aliases
+    assert "ERR_REQUEST_TIME_OUT" == info.names["TIMErrorCode.h 2025"]
+    assert "ERR_REQUEST_TIMEOUT" == info.names["TIMErrorCode.h 2021"]
+    assert info is find("err_request_timeout") is find("ERR_REQUEST_TIME_OUT")
+
+
+@pytest.mark.parametrize("code", [8001, 80002, 93000])
+def test_body_limits_are_12_kb(code: int) -> None:
+    """Current headers say 12 KB (the old catalog said 8)."""
+    info = lookup(code)
+    assert info is not None
+    assert "12 KB" in info.desc
+    assert "12k" in info.header_desc
+
+
+@pytest.mark.parametrize(
+    ("code", "legacy"),
+    [(6012, True), (6200, True), (6201, True), (6250, True), (6251, True),
+     (80101, True), (6014, False), (9520, False), (8001, False)],
+)  # fmt: skip
+def test_legacy_flag_marks_v3_only_codes(code: int, legacy: bool) -> None:
+    """Codes only in the headers' "IM SDK V3" section are legacy."""
+    info = lookup(code)
+    assert info is not None
+    assert legacy is info.legacy
+
+
+def test_sources_name_the_right_headers() -> None:
+    """TIMErrorCode.h is the iOS/Push header; the C SDK's is TIMCloudDef.h."""
+    sources = {info.source for info in catalog().values()}
+    tencent = {s for s in sources if not s.startswith("msgstate")}
+    assert all(": " in s and ".h" in s for s in tencent)
+    for source in tencent:
+        if source.endswith("TIMErrorCode.h"):
+            pytest.fail(f"{source} does not say which TIMErrorCode.h")
+        if "/TIMErrorCode.h" in source:
+            assert "iOS" in source
+        if "TIMCloudDef.h" in source:
+            assert "C SDK" in source
+    info = lookup(6014)
+    assert info is not None
+    expected = {
+        "TIMErrorCode.h 2025",
+        "V2TIMErrorCode.h 8.1",
+        "TIMCloudDef.h",
+        "TIMErrorCode.h 2021",
+    }
+    assert expected == set(info.names)
+    assert "PushSDK.framework/Headers/TIMErrorCode.h" in info.source
+
+
+@pytest.mark.parametrize(
+    ("code", "found"),
+    [(120000, False), (120001, True), (125000, True), (130000, True), (130001, False)],
+)
+def test_callback_range_is_one_entry(code: int, found: bool) -> None:
+    """120001-130000 (the before-send callback's own codes) is one entry."""
+    info = lookup(code)
+    if not found:
+        assert info is None
+        return
+    assert info is not None
+    assert (120001, 130000) == (info.code, info.last)
+    assert RetryClass.PERMANENT == info.retry_class
+    assert info is find(str(code))
+
+
+def test_every_entry_is_self_consistent() -> None:
+    """Aliases are the other header spellings; names are unique across codes."""
+    seen: dict[str, int] = {}
+    for code, info in catalog().items():
+        assert code == info.code
+        assert set(info.aliases) == set(info.names.values()) - {info.name}
+        for spelling in info.spellings():
+            assert seen.setdefault(spelling, code) == code, spelling
+            assert find(spelling.lower()) is info
+        assert (info.last is None) == (info.code != 120001)
+
+
+def test_local_codes_are_kept() -> None:
+    """msgstate's own 1014/1015 stay AMBIGUOUS local entries."""
+    for code in (1014, 1015):
+        info = lookup(code)
+        assert info is not None
+        assert RetryClass.AMBIGUOUS == info.retry_class
+        assert info.source.startswith("msgstate")
+
+
+def test_find_refuses_what_is_not_there() -> None:
+    """Unknown numbers and names find nothing."""
+    assert find("4242") is None
+    assert find("ERR_NOT_A_REAL_CODE") is None
+    assert find("") is None
+
+
+def test_msgstate_codes_collide_with_no_tencent_code() -> None:
+    """A refusal's ErrorCode can never be mistaken for a Tencent send failure."""
+    from msgstate import ErrorCode
+
+    tencent = {
+        code
+        for code, info in catalog().items()
+        if not info.source.startswith("msgstate")
+    }
+    ours = {int(code) for code in ErrorCode if code}
+    assert set() == ours & tencent
+    assert all(lookup(code) is None or code in (1014, 1015) for code in ours)
+
+
+def test_code_info_stays_hashable() -> None:
+    """Catalog entries can be set members and cache keys."""
+    info = lookup(6012)
+    assert info is not None
+    assert {info} == {lookup(6012)}
+
+
+def test_covers_is_the_code_or_the_range() -> None:
+    """A single entry covers its own code only; the range entry its span."""
+    single = lookup(6012)
+    span = lookup(120001)
+    assert single is not None
+    assert span is not None
+    expected = [True, False, False, True, True, False]
+    actual = [
+        single.covers(6012),
+        single.covers(6013),
+        single.covers(6011),
+        span.covers(120001),
+        span.covers(130000),
+        span.covers(130001),
+    ]
+    assert expected == actual
+
+
+def test_retry_class_repr_is_runnable_python() -> None:
+    """RetryClass prints as the expression that names it."""
+    assert "RetryClass.AMBIGUOUS" == repr(RetryClass.AMBIGUOUS)

@@ -8,55 +8,74 @@ from typing import Any
 
 import pytest
 
-from msgstate import ErrorCode, MessageService, MsgStateError, ResendPolicy
+from msgstate import (
+    ErrorCode,
+    InvalidArgument,
+    MessageService,
+    MessageStatus,
+    MessageView,
+    MsgStateError,
+    ResendPolicy,
+    RetryClass,
+    SendError,
+    Sent,
+    SimulatedTransport,
+)
 from msgstate.tencent import V2TIMMessageManager, V2TimValueCallback
 from tests.conftest import ServiceFactory
 from tests.support import EPOCH, FakeClock
 
-RETRYABLE = 6012  # ERR_REQUEST_TIMEOUT: transient
+RETRYABLE = 6012  # ERR_REQUEST_TIME_OUT: transient
 PERMANENT = 6017  # ERR_INVALID_PARAMETERS: permanent
 
-TEMPLATE_KEYS = [
-    "cloudCustomData",
-    "customElem",
-    "elemType",
-    "faceElem",
-    "faceUrl",
-    "fileElem",
-    "friendRemark",
-    "groupAtUserList",
-    "groupID",
-    "groupTipsElem",
-    "id",
-    "imageElem",
-    "isExcludedFromLastMessage",
-    "isExcludedFromUnreadCount",
-    "isPeerRead",
-    "isRead",
-    "isSelf",
-    "localCustomData",
-    "localCustomInt",
-    "locationElem",
-    "mergerElem",
-    "messageFromWeb",
-    "msgID",
-    "nameCard",
-    "needReadReceipt",
-    "nickName",
-    "offlinePushInfo",
-    "priority",
-    "progress",
-    "random",
-    "sender",
-    "seq",
-    "soundElem",
-    "status",
-    "textElem",
-    "timestamp",
-    "userID",
-    "videoElem",
-]
-"""The ``V2TimMessage`` keys of reSendMessage's documented return template."""
+NATIVE_KEYS = sorted(
+    [
+        "cloudCustomData",
+        "customElem",
+        "elemType",
+        "faceElem",
+        "faceUrl",
+        "fileElem",
+        "friendRemark",
+        "groupAtUserList",
+        "groupID",
+        "groupTipsElem",
+        "hasRiskContent",
+        "imageElem",
+        "isBroadcastMessage",
+        "isExcludedFromContentModeration",
+        "isExcludedFromLastMessage",
+        "isExcludedFromUnreadCount",
+        "isPeerRead",
+        "isRead",
+        "isSelf",
+        "isSupportMessageExtension",
+        "localCustomData",
+        "localCustomInt",
+        "locationElem",
+        "mergerElem",
+        "msgID",
+        "nameCard",
+        "needReadReceipt",
+        "nickName",
+        "offlinePushInfo",
+        "priority",
+        "progress",
+        "random",
+        "revokeReason",
+        "revokerInfo",
+        "sender",
+        "seq",
+        "soundElem",
+        "status",
+        "textElem",
+        "timestamp",
+        "userID",
+        "videoElem",
+    ]
+)
+"""The keys native 8.1 sends (CommonUtil.convertV2TIMMessageToMap) plus every
+element key of the seed page's template; no ``id``, no ``messageFromWeb``."""
 
 ELEM_KEYS = {
     1: "textElem",
@@ -98,9 +117,11 @@ def service_refusal(service: MessageService, msg_id: object) -> MsgStateError:
     return info.value
 
 
-def refusal(code: ErrorCode, error: MsgStateError) -> V2TimValueCallback:
-    """The callback expected for a refusal with ``code`` and the service's desc."""
-    return V2TimValueCallback(code=int(code), desc=error.desc, data=None)
+def refusal(
+    code: ErrorCode, error: MsgStateError, view: MessageView | None
+) -> V2TimValueCallback:
+    """The callback expected for a refusal: ``code``, the service's desc, the view."""
+    return V2TimValueCallback(code=int(code), desc=error.desc, data=view)
 
 
 # -- success --
@@ -119,7 +140,7 @@ def test_resend_after_retryable_failure_answers_ok_with_the_message(
 def test_resend_answer_maps_every_field_of_a_c2c_text_message(
     service: MessageService, clock: FakeClock
 ) -> None:
-    """The success answer's dict is the documented V2TimMessage mapping."""
+    """The record-only success answer's dict is the documented mapping."""
     create_text(
         service,
         priority=1,
@@ -144,26 +165,35 @@ def test_resend_answer_maps_every_field_of_a_c2c_text_message(
             "groupAtUserList": [],
             "groupID": None,
             "groupTipsElem": None,
-            "id": "m1",
+            "hasRiskContent": False,
             "imageElem": None,
+            "isBroadcastMessage": False,
+            "isExcludedFromContentModeration": False,
             "isExcludedFromLastMessage": False,
             "isExcludedFromUnreadCount": False,
             "isPeerRead": False,
             "isRead": False,
             "isSelf": True,
+            "isSupportMessageExtension": False,
             "localCustomData": "",
             "localCustomInt": 0,
             "locationElem": None,
             "mergerElem": None,
-            "messageFromWeb": "",
             "msgID": "m1",
             "nameCard": "",
             "needReadReceipt": True,
             "nickName": "",
-            "offlinePushInfo": None,
+            "offlinePushInfo": {
+                "desc": "",
+                "disablePush": False,
+                "ext": "",
+                "title": "",
+            },
             "priority": 1,
-            "progress": 0,
+            "progress": 100,
             "random": 2897667843,
+            "revokeReason": "",
+            "revokerInfo": None,
             "sender": "alice",
             "seq": "0",
             "soundElem": None,
@@ -210,11 +240,15 @@ def test_content_fills_exactly_the_element_that_elem_type_names(
     service: MessageService, elem_type: int
 ) -> None:
     """The view's content goes to the elemType's key; every other element is None."""
-    create_text(service, elem_type=elem_type, content={"field": elem_type})
+    content = {"groupID": "g", "type": 1} if elem_type == 9 else {}
+    content |= {"abstractList": ["a"]} if elem_type == 10 else {}
+    content |= {"longitude": 1.5, "latitude": 2.5} if elem_type == 7 else {}
+    content["field"] = elem_type  # a key the model does not know is kept
+    create_text(service, elem_type=elem_type, content=content)
     data = V2TimValueCallback.ok(service.get("m1")).to_dict()["data"]
     actual = {key: data[key] for key in ELEM_KEYS.values()}
     expected = {
-        key: ({"field": elem_type} if number == elem_type else None)
+        key: (content if number == elem_type else None)
         for number, key in ELEM_KEYS.items()
     }
     assert expected == actual
@@ -259,11 +293,9 @@ def test_random_is_a_fixed_unsigned_32_bit_number_of_the_msg_id(
 
 
 def test_unknown_message_answers_message_not_found(service: MessageService) -> None:
-    """An unknown msgID answers 1001 (not the plugin's -1) with no data."""
+    """An unknown msgID answers the plugin's -1 "message not found", no data."""
     actual = V2TIMMessageManager(service).reSendMessage("nope")
-    expected = V2TimValueCallback(
-        code=1001, desc=service_refusal(service, "nope").desc, data=None
-    )
+    expected = V2TimValueCallback(code=-1, desc="message not found", data=None)
     assert expected == actual
 
 
@@ -271,7 +303,9 @@ def test_message_in_flight_answers_send_in_progress(service: MessageService) -> 
     """A message whose send has not failed answers SEND_IN_PROGRESS, no data."""
     create_text(service)
     actual = V2TIMMessageManager(service).reSendMessage("m1")
-    expected = refusal(ErrorCode.SEND_IN_PROGRESS, service_refusal(service, "m1"))
+    expected = refusal(
+        ErrorCode.SEND_IN_PROGRESS, service_refusal(service, "m1"), service.get("m1")
+    )
     assert expected == actual
 
 
@@ -280,7 +314,9 @@ def test_delivered_message_answers_already_delivered(service: MessageService) ->
     create_text(service)
     service.record_delivery("m1", seq="7")
     actual = V2TIMMessageManager(service).reSendMessage("m1")
-    expected = refusal(ErrorCode.ALREADY_DELIVERED, service_refusal(service, "m1"))
+    expected = refusal(
+        ErrorCode.ALREADY_DELIVERED, service_refusal(service, "m1"), service.get("m1")
+    )
     assert expected == actual
 
 
@@ -288,7 +324,9 @@ def test_permanent_error_answers_not_retryable(service: MessageService) -> None:
     """A message that failed with a permanent code answers NOT_RETRYABLE, no data."""
     failed_text(service, code=PERMANENT)
     actual = V2TIMMessageManager(service).reSendMessage("m1")
-    expected = refusal(ErrorCode.NOT_RETRYABLE, service_refusal(service, "m1"))
+    expected = refusal(
+        ErrorCode.NOT_RETRYABLE, service_refusal(service, "m1"), service.get("m1")
+    )
     assert expected == actual
 
 
@@ -299,7 +337,9 @@ def test_last_allowed_attempt_failed_answers_attempts_exhausted(
     service = make_service(ResendPolicy(max_attempts=1))
     failed_text(service)
     actual = V2TIMMessageManager(service).reSendMessage("m1")
-    expected = refusal(ErrorCode.ATTEMPTS_EXHAUSTED, service_refusal(service, "m1"))
+    expected = refusal(
+        ErrorCode.ATTEMPTS_EXHAUSTED, service_refusal(service, "m1"), service.get("m1")
+    )
     assert expected == actual
 
 
@@ -308,7 +348,9 @@ def test_enforced_backoff_answers_too_early(make_service: ServiceFactory) -> Non
     service = make_service(ResendPolicy(enforce_backoff=True))
     failed_text(service)
     actual = V2TIMMessageManager(service).reSendMessage("m1")
-    expected = refusal(ErrorCode.TOO_EARLY, service_refusal(service, "m1"))
+    expected = refusal(
+        ErrorCode.TOO_EARLY, service_refusal(service, "m1"), service.get("m1")
+    )
     assert expected == actual
 
 
@@ -320,7 +362,9 @@ def test_message_older_than_max_age_answers_expired(
     failed_text(service)
     clock.advance(120)
     actual = V2TIMMessageManager(service).reSendMessage("m1")
-    expected = refusal(ErrorCode.EXPIRED, service_refusal(service, "m1"))
+    expected = refusal(
+        ErrorCode.EXPIRED, service_refusal(service, "m1"), service.get("m1")
+    )
     assert expected == actual
 
 
@@ -329,7 +373,7 @@ def test_msg_id_of_wrong_type_answers_invalid_argument(
 ) -> None:
     """A msgID that is not a str answers INVALID_ARGUMENT instead of raising."""
     actual = V2TIMMessageManager(service).reSendMessage(42)  # type: ignore[arg-type]
-    expected = refusal(ErrorCode.INVALID_ARGUMENT, service_refusal(service, 42))
+    expected = refusal(ErrorCode.INVALID_ARGUMENT, service_refusal(service, 42), None)
     assert expected == actual
 
 
@@ -340,7 +384,7 @@ def test_online_user_only_of_wrong_type_answers_invalid_argument(
     failed_text(service)
     manager = V2TIMMessageManager(service)
     actual = manager.reSendMessage("m1", "yes")  # type: ignore[arg-type]
-    expected = (ErrorCode.INVALID_ARGUMENT, None)
+    expected = (ErrorCode.INVALID_ARGUMENT, service.get("m1"))
     assert expected == (actual.code, actual.data)
 
 
@@ -353,21 +397,35 @@ def test_refused_resend_writes_nothing(service: MessageService) -> None:
     assert expected == actual
 
 
-def test_refusal_dict_has_code_desc_and_null_data(service: MessageService) -> None:
-    """A refusal serialises as {"code", "desc", "data": None}."""
+def test_unknown_id_dict_has_code_desc_and_null_data(service: MessageService) -> None:
+    """An unknown msgID serialises as the 8.1 plugin's {-1, "message not found"}."""
     actual = V2TIMMessageManager(service).reSendMessage("nope").to_dict()
-    expected = {"code": 1001, "desc": "message 'nope' not found", "data": None}
+    expected = {"code": -1, "desc": "message not found", "data": None}
     assert expected == actual
+
+
+def test_refusal_dict_carries_the_message_as_it_is_now(
+    service: MessageService,
+) -> None:
+    """A policy refusal keeps msgstate's code and answers the current message."""
+    create_text(service)
+    actual = V2TIMMessageManager(service).reSendMessage("m1").to_dict()
+    expected = (1005, "m1", 1)
+    assert expected == (
+        actual["code"],
+        actual["data"]["msgID"],
+        actual["data"]["status"],
+    )
 
 
 # -- shape and serialisation --
 
 
-def test_data_has_exactly_the_template_keys_in_order(service: MessageService) -> None:
-    """The V2TimMessage map has every key of the template, in its order, and no more."""
+def test_data_has_exactly_the_native_keys_sorted(service: MessageService) -> None:
+    """The V2TimMessage map has every key native 8.1 sends, sorted, and no more."""
     failed_text(service)
     data = V2TIMMessageManager(service).reSendMessage("m1").to_dict()["data"]
-    assert TEMPLATE_KEYS == list(data)
+    assert NATIVE_KEYS == list(data)
 
 
 def test_json_round_trip_gives_the_dict_back(service: MessageService) -> None:
@@ -459,3 +517,199 @@ def test_repeated_request_id_answers_the_same_and_writes_once(
 def test_manager_exposes_its_service(service: MessageService) -> None:
     """The manager answers from the service it was given."""
     assert service is V2TIMMessageManager(service).service
+
+
+# -- with a transport: claim, send, record, answer as the plugin --
+
+
+class Scripted:
+    """A transport answering fixed outcomes in turn and remembering what it sent."""
+
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[tuple[str, int, MessageStatus]] = []
+
+    def send(self, message: MessageView) -> Sent | SendError:
+        self.sent.append((message.msg_id, message.attempts, message.status))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+
+def events(service: MessageService, msg_id: str = "m1") -> list[str]:
+    return [entry.event for entry in service.history(msg_id)]
+
+
+def test_sent_answers_ok_with_the_delivered_message(service: MessageService) -> None:
+    """Sent: recorded as delivered; code 0, "ok", status 2, the assigned seq."""
+    failed_text(service)
+    transport = Scripted(Sent(seq="99", server_time=EPOCH + timedelta(seconds=3)))
+    actual = V2TIMMessageManager(service, transport=transport).reSendMessage("m1")
+    expected = V2TimValueCallback(code=0, desc="ok", data=service.get("m1"))
+    assert expected == actual
+    data = actual.to_dict()["data"]
+    assert (2, "99", 100) == (data["status"], data["seq"], data["progress"])
+    assert ["Created", "SendFailed", "ResendRequested", "Delivered"] == events(service)
+    assert [("m1", 2, MessageStatus.SENDING)] == transport.sent
+
+
+def test_send_error_answers_the_tencent_code_with_the_failed_message(
+    service: MessageService,
+) -> None:
+    """SendError: recorded with code, desc, retry_after; answered with status 3."""
+    failed_text(service)
+    transport = Scripted(SendError(code=60018, desc="too frequent", retry_after=7.5))
+    actual = V2TIMMessageManager(service, transport=transport).reSendMessage("m1")
+    view = service.get("m1")
+    assert V2TimValueCallback(code=60018, desc="too frequent", data=view) == actual
+    recorded = (view.status, view.attempts, view.last_error_code, view.last_retry_after)
+    assert (MessageStatus.SEND_FAIL, 2, 60018, 7.5) == recorded
+    assert 3 == actual.to_dict()["data"]["status"]
+
+
+@pytest.mark.parametrize(
+    "outcome", [ConnectionResetError("reset by peer"), None, "sent!"], ids=repr
+)
+def test_transport_that_raises_is_recorded_as_transport_failed(
+    service: MessageService, outcome: object
+) -> None:
+    """A raise (or a non-answer) is TRANSPORT_FAILED, AMBIGUOUS, never SENDING."""
+    failed_text(service)
+    transport = Scripted(outcome)
+    actual = V2TIMMessageManager(service, transport=transport).reSendMessage("m1")
+    view = service.get("m1")
+    assert (1014, view) == (actual.code, actual.data)
+    assert (MessageStatus.SEND_FAIL, 1014, RetryClass.AMBIGUOUS, True) == (
+        view.status,
+        view.last_error_code,
+        view.last_error_class,
+        view.maybe_delivered,
+    )
+    assert view.last_error_desc == actual.desc
+    assert actual.desc.startswith("transport ")
+    if isinstance(outcome, BaseException):
+        assert "ConnectionResetError: reset by peer" in actual.desc
+
+
+def test_refusal_and_unknown_id_send_nothing(service: MessageService) -> None:
+    """The transport is not called when the resend is refused or the id unknown."""
+    create_text(service)  # first send in flight
+    transport = Scripted()
+    manager = V2TIMMessageManager(service, transport=transport)
+    refused = manager.reSendMessage("m1")
+    unknown = manager.reSendMessage("nope")
+    assert (1005, -1, []) == (refused.code, unknown.code, transport.sent)
+    assert ["Created"] == events(service)
+
+
+def test_repeated_request_id_sends_once(service: MessageService) -> None:
+    """A request_id already accepted answers the current state, sending nothing."""
+    failed_text(service)
+    transport = Scripted(SendError(code=6012, desc="timeout"))
+    manager = V2TIMMessageManager(service, transport=transport)
+    first = manager.reSendMessage("m1", request_id="r1")
+    second = manager.reSendMessage("m1", request_id="r1")
+    assert first == second
+    assert [("m1", 2, MessageStatus.SENDING)] == transport.sent
+    assert ["Created", "SendFailed", "ResendRequested", "SendFailed"] == events(service)
+
+
+def test_repeated_request_id_after_delivery_answers_ok(service: MessageService) -> None:
+    """The repeat of a request whose send succeeded answers 0 "ok" again."""
+    failed_text(service)
+    manager = V2TIMMessageManager(service, transport=Scripted(Sent(seq="5")))
+    manager.reSendMessage("m1", request_id="r1")
+    again = manager.reSendMessage("m1", request_id="r1")
+    assert (0, "ok", MessageStatus.SEND_SUCC) == (
+        again.code,
+        again.desc,
+        again.data.status if again.data else None,
+    )
+
+
+def test_simulated_transport_answers_are_recorded_and_answered(
+    service: MessageService,
+) -> None:
+    """With the simulated transport, each answer is its outcome, recorded."""
+    transport = SimulatedTransport(seed=3, failure_rate=0.5)
+    manager = V2TIMMessageManager(service, transport=transport)
+    seen = set()
+    for i in range(12):
+        msg_id = f"s{i}"
+        create_text(service, msg_id)
+        service.record_failure(msg_id, code=6012)
+        outcome = transport.outcome(msg_id, 2)
+        answer = manager.reSendMessage(msg_id)
+        view = service.get(msg_id)
+        if isinstance(outcome, Sent):
+            expected = (0, MessageStatus.SEND_SUCC, outcome.seq)
+            actual = (answer.code, view.status, view.seq)
+        else:
+            expected = (outcome.code, MessageStatus.SEND_FAIL, outcome.code)
+            actual = (answer.code, view.status, view.last_error_code)
+        assert expected == actual
+        seen.add(answer.code == 0)
+    assert {True, False} == seen
+
+
+def test_transport_must_have_send(service: MessageService) -> None:
+    """Something that is not a Transport is refused at construction."""
+    with pytest.raises(InvalidArgument, match="transport"):
+        V2TIMMessageManager(service, transport=object())  # type: ignore[arg-type]
+
+
+def test_manager_exposes_its_transport(service: MessageService) -> None:
+    """transport is None (record only) or the one given."""
+    transport = Scripted()
+    assert None is V2TIMMessageManager(service).transport
+    assert transport is V2TIMMessageManager(service, transport=transport).transport
+
+
+# -- the C SDK shape --
+
+
+def test_csdk_shape_wraps_the_message_in_a_json_string(
+    service: MessageService,
+) -> None:
+    """shape="csdk": code, desc and json_param, the C SDK message as JSON text."""
+    failed_text(service)
+    callback = V2TIMMessageManager(service).reSendMessage("m1")
+    answer = callback.to_dict("csdk")
+    message = json.loads(answer["json_param"])
+    assert (0, "ok") == (answer["code"], answer["desc"])
+    expected = {
+        "message_msg_id": "m1",
+        "message_status": 1,
+        "message_conv_type": 1,
+        "message_conv_id": "bob",
+        "message_risk_type_identified": 0,
+        "message_elem_array": [{"elem_type": 0, "text_elem_content": "hi"}],
+    }
+    assert expected == {key: message[key] for key in expected}
+    assert json.loads(callback.to_json("csdk")) == answer
+
+
+def test_csdk_unknown_id_is_6017(service: MessageService) -> None:
+    """The >= 8.9 native adapter answers an unknown msgID with 6017."""
+    answer = V2TIMMessageManager(service).reSendMessage("nope").to_dict("csdk")
+    assert {"code": 6017, "desc": "message not found", "json_param": None} == answer
+
+
+def test_unknown_shape_is_refused(service: MessageService) -> None:
+    """to_dict names the shapes it knows."""
+    failed_text(service)
+    callback = V2TIMMessageManager(service).reSendMessage("m1")
+    with pytest.raises(InvalidArgument, match="v2tim"):
+        callback.to_dict("web")  # type: ignore[arg-type]
+
+
+def test_an_async_transport_is_refused(service: MessageService) -> None:
+    """A coroutine send cannot be called by the synchronous facade."""
+
+    class Async:
+        async def send(self, message: MessageView) -> Sent | SendError:
+            return Sent(seq="1")
+
+    with pytest.raises(InvalidArgument, match="AsyncTransport"):
+        V2TIMMessageManager(service, transport=Async())  # type: ignore[arg-type]
