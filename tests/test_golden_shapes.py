@@ -438,3 +438,31 @@ def test_member_online_devices_and_ids_carry_over() -> None:
         elem["group_tips_elem_member_change_info_array"],
     )
     assert expected == actual
+
+
+def test_csdk_defaults_and_int_values_carry_over() -> None:
+    """A null image path is "" (the model's default); a change's intValue lands."""
+    image = _answer("success", 3, {"path": None}, "csdk")
+    image_elem = json.loads(image["json_param"])["message_elem_array"][0]
+    change = {"type": 8, "key": "k", "intValue": 5}
+    tips = _answer(
+        "success",
+        9,
+        {"groupID": "g", "type": 7, "groupChangeInfoList": [change]},
+        "csdk",
+    )
+    tips_elem = json.loads(tips["json_param"])["message_elem_array"][0]
+    expected = (
+        {"elem_type": 1, "image_elem_orig_path": ""},
+        [
+            {
+                "group_tips_group_change_info_flag": 8,
+                "group_tips_group_change_info_key": "k",
+                "group_tips_group_change_info_value": None,
+                "group_tips_group_change_info_bool_value": None,
+                "group_tips_group_change_info_int_value": 5,
+            }
+        ],
+    )
+    actual = (image_elem, tips_elem["group_tips_elem_group_change_info_array"])
+    assert expected == actual

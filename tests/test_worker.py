@@ -25,6 +25,7 @@ from msgstate import (
     WorkerReport,
 )
 from msgstate.transports import SendError, Sent, SimulatedTransport
+from msgstate.worker import _expire
 from tests.conftest import ServiceFactory
 from tests.support import FakeClock
 
@@ -414,3 +415,151 @@ def test_the_async_service_opens_and_closes_its_own_store() -> None:
         AsyncMessageService("memory://")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         AsyncMessageService(MessageService.open("memory://"), max_workers=0)
+
+
+# -- details the mutation run asked for --
+
+
+def test_a_late_answer_after_expiry_never_touches_the_next_attempt(
+    make_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """While w1's send 2 hangs, it is expired and another worker claims send 3;
+    w1's late failure report names attempt 2, so send 3 stays SENDING; and a
+    delivery's seq and server time are recorded as the transport answered."""
+    service = make_service(POLICY)
+    failed_messages(service, 1, clock)
+    server_time = clock.now - timedelta(seconds=5)
+
+    def meanwhile_expired_and_resent(message: MessageView) -> SendError:
+        clock.advance(31)
+        service.expire_send("m000", attempt=2, actor="sweeper")
+        clock.advance(60)
+        service.resend("m000", request_id="w2-claim", expected_attempt=2)
+        return SendError(code=TRANSIENT, desc="late")
+
+    report = ResendWorker(
+        service, Recording(meanwhile_expired_and_resent), worker_id="w1"
+    ).run_once()
+    view = service.get("m000")
+    assert (WorkerReport(claimed=1, failed=1), MessageStatus.SENDING, 3) == (
+        report,
+        view.status,
+        view.attempts,
+    )
+    answer = Sent(seq="seq-3", server_time=server_time)
+    other = ResendWorker(service, Recording(lambda m: answer), worker_id="w3")
+    clock.advance(31)
+    assert WorkerReport(expired=1) == other.run_once()
+    assert "expired by w3" in (service.get("m000").last_error_desc or "")
+    clock.advance(60)
+    assert WorkerReport(claimed=1, delivered=1) == other.run_once()
+    delivered = service.get("m000")
+    assert ("seq-3", server_time, 4) == (
+        delivered.seq,
+        delivered.server_time,
+        service.history("m000")[-1].attempt,
+    )
+
+
+def test_a_sweep_from_a_stale_list_counts_nothing(
+    make_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """Two sweepers race for one stuck send: only the one that wrote the expiry
+    counts it."""
+    service = make_service(POLICY)
+    service.create("stuck", sender="alice", user_id="bob")
+    clock.advance(31)
+    stale = service.stuck_sends()
+    assert 1 == len(stale)
+    first = ResendWorker(service, Recording(), worker_id="a")
+    second = ResendWorker(service, Recording(), worker_id="b")
+    assert WorkerReport(expired=1) == first.run_once()
+    # The second sweeper acts on the list read before the first one's expiry.
+    assert (False, WorkerReport()) == (
+        _expire(service, stale[0], "b"),
+        second.run_once(),
+    )
+
+
+def test_a_long_transport_error_is_cut_to_the_desc_limit(
+    service: MessageService, clock: FakeClock
+) -> None:
+    failed_messages(service, 2, clock)
+
+    def huge(message: MessageView) -> Any:
+        if message.msg_id == "m000":
+            raise OSError("x" * 5000)
+        return SendError(code=20004, desc="y" * 5000)
+
+    report = ResendWorker(service, Recording(huge), worker_id="w").run_once()
+    assert WorkerReport(claimed=2, failed=2) == report
+    assert [1000, 1000] == [
+        len(service.get(m).last_error_desc or "") for m in ("m000", "m001")
+    ]
+
+
+def test_settings_defaults_and_bounds() -> None:
+    service = MessageService.open("memory://")
+    worker = ResendWorker(service, Recording(), worker_id="w" * 96)
+    assert (100, 1.0) == (worker.batch_size, worker.poll_interval)
+    transport = SimulatedTransport().as_async()
+    aworker = AsyncResendWorker(service, transport, worker_id="w")
+    assert (32, 100, 1.0) == (
+        aworker.concurrency,
+        aworker.batch_size,
+        aworker.poll_interval,
+    )
+    for ok in ({"batch_size": 1}, {"batch_size": 100_000}, {"poll_interval": 3600}):
+        ResendWorker(service, Recording(), worker_id="w", **ok)  # type: ignore[arg-type]
+    for bad, name in (
+        ({"batch_size": 100_001}, "batch_size"),
+        ({"poll_interval": 3600.5}, "poll_interval"),
+        ({"worker_id": ""}, "worker_id"),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            ResendWorker(service, Recording(), **{"worker_id": "w", **bad})  # type: ignore[arg-type]
+        assert refused.value.desc.startswith(name + " "), refused.value.desc
+    for bad_c in (0, 10_001):
+        with pytest.raises(InvalidArgument) as refused:
+            AsyncResendWorker(service, transport, worker_id="w", concurrency=bad_c)
+        assert refused.value.desc.startswith("concurrency ")
+
+
+def test_the_async_worker_records_late_answers_with_their_attempt(
+    make_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """As for the sync worker: the claimed attempt is the one reported."""
+    service = make_service(POLICY)
+    failed_messages(service, 1, clock)
+    server_time = clock.now - timedelta(seconds=5)
+
+    class Late:
+        async def send(self, message: MessageView) -> Sent | SendError:
+            if message.attempts == 2:
+                clock.advance(31)
+                service.expire_send("m000", attempt=2, actor="sweeper")
+                clock.advance(60)
+                service.resend("m000", request_id="w2-claim", expected_attempt=2)
+                return SendError(code=TRANSIENT, desc="late")
+            return Sent(seq="s4", server_time=server_time)
+
+    async def main() -> list[WorkerReport]:
+        worker = AsyncResendWorker(service, Late(), worker_id="aw")
+        try:
+            reports = [await worker.run_once()]
+            clock.advance(31)
+            reports.append(await worker.run_once())
+            clock.advance(60)
+            reports.append(await worker.run_once())
+            return reports
+        finally:
+            await worker.aclose()
+
+    assert [
+        WorkerReport(claimed=1, failed=1),
+        WorkerReport(expired=1),
+        WorkerReport(claimed=1, delivered=1),
+    ] == asyncio.run(main())
+    view = service.get("m000")
+    assert ("s4", server_time, 4) == (view.seq, view.server_time, view.attempts)
+    assert "expired by aw" in (service.history("m000")[-3].data["desc"])
