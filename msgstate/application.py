@@ -24,9 +24,10 @@ from eventsourcing.persistence import (
     IntegrityError,
     Transcoder,
 )
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, strtobool
 
 from msgstate import _validate as check
+from msgstate._schema import ensure_tables
 from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
@@ -147,10 +148,16 @@ class MessageService(Application[UUID]):
         self._where = store_name(settings)
         self._secret = settings.get("POSTGRES_PASSWORD", "")
         self._encrypted = "CIPHER_KEY" in settings
+        # eventsourcing would run every CREATE at every open, racing other
+        # processes; msgstate runs them once, serialised (see msgstate._schema).
+        create_tables = strtobool(settings.get("CREATE_TABLE") or "yes")
+        settings["CREATE_TABLE"] = "n"
         with self._storage_errors():
             super().__init__(env=settings)
-            self._check_readable()
             self._views = self._construct_views()
+            if create_tables:
+                ensure_tables(self._table_recorders())
+            self._check_readable()
         self._policy_query = PolicyQuery.of(self._policy)
         self._catch_up_on_query = catch_up
 
@@ -738,6 +745,14 @@ class MessageService(Application[UUID]):
             raise TypeError(f"expected MessageViews, got {type(views).__name__}")
         views.cipher = self.mapper.cipher
         return views
+
+    def _table_recorders(self) -> list[Any]:
+        """Every recorder whose tables this service uses (events first)."""
+        recorders: list[Any] = [self.recorder]
+        if self.snapshots is not None:
+            recorders.append(self.snapshots.recorder)
+        recorders.append(self._views)
+        return recorders
 
     def _maybe_catch_up(self) -> None:
         if self._catch_up_on_query:

@@ -52,6 +52,10 @@ def run_projections(
             "run_projections follows PostgreSQL only; SQLite and memory stores "
             "catch up on query (projections='catch_up')"
         )
+    # Create the tables once, serialised with other openers (no DDL when the
+    # store is current); the runner's own recorders then run no DDL at all.
+    MessageService(env).close()
+    env["CREATE_TABLE"] = "n"
     cipher: Any = None
     if "CIPHER_TOPIC" in env:
         cipher = resolve_topic(env["CIPHER_TOPIC"])(Environment(APPLICATION_NAME, env))

@@ -255,7 +255,8 @@ def _is_storage_failure(error: Exception) -> bool:
 def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
     """Connect once (so a failure names its real cause) and create the schema.
 
-    ``CREATE SCHEMA IF NOT EXISTS`` tolerates a concurrent creator.
+    Runs ``CREATE SCHEMA IF NOT EXISTS`` (which tolerates a concurrent creator)
+    only when the schema is missing: an existing store's open runs no DDL.
     """
     import psycopg  # the postgres extra
     from psycopg import errors, sql
@@ -272,7 +273,11 @@ def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
             autocommit=True,
         ) as connection,
     ):
-        if create_schema and env["POSTGRES_SCHEMA"] != "public":
+        schema = env["POSTGRES_SCHEMA"]
+        exists = connection.execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+        if create_schema and exists is None:
             statement = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(env["POSTGRES_SCHEMA"])
             )
