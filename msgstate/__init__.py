@@ -20,6 +20,7 @@ from msgstate.errors import (
     ProjectionTimeout,
     ResendRefused,
     StorageError,
+    StorageUnavailable,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.policy import Decision, ResendPolicy
@@ -55,6 +56,7 @@ __all__ = [
     "ResendRefused",
     "RetryClass",
     "StorageError",
+    "StorageUnavailable",
     "Transition",
     "WhatIfReport",
     "generate_cipher_key",

@@ -21,6 +21,7 @@ from eventsourcing.application import (
     ProcessingEvent,
 )
 from eventsourcing.persistence import (
+    InfrastructureFactory,
     IntegrityError,
     Transcoder,
 )
@@ -218,6 +219,18 @@ class MessageService(Application[UUID]):
         transcoder = OrjsonTranscoder()
         self.register_transcodings(transcoder)
         return transcoder
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        """eventsourcing's factory; on PostgreSQL, one that fails fast and recovers.
+
+        See :mod:`msgstate._pg_store`: bounded retries while the server is down,
+        broken connections dropped, prompt reconnection once it is back.
+        """
+        if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            from msgstate._pg_store import PostgresStoreFactory
+
+            return PostgresStoreFactory(env)
+        return super().construct_factory(env)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
