@@ -90,11 +90,11 @@ def _utc_now() -> datetime:
 
 
 def setup_schema(url: str) -> None:
-    """Create msgstate's schema and tables at ``url``, once, before workers start.
+    """Create msgstate's schema and tables at ``url`` (idempotent).
 
-    Several processes opening a fresh PostgreSQL database at the same moment race
-    on ``CREATE`` statements; run this once (a deploy step), then open the workers
-    with ``create_tables=False``. Idempotent.
+    Not needed before workers start: any number of processes may open a store at
+    once (the DDL runs once, under a lock). Use it where the workers' database role
+    may not create tables and opens with ``create_tables=False``.
     """
     MessageService.open(url, create_tables=True).close()
 
@@ -179,9 +179,10 @@ class MessageService(Application[UUID]):
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
         ``clock`` returns aware datetimes (converted to UTC); it is the only source
-        of domain time, so tests and replays can control it. ``create_tables=False``
-        expects :func:`setup_schema` to have run (several workers starting at once
-        on a fresh PostgreSQL database would otherwise race on ``CREATE``).
+        of domain time, so tests and replays can control it. The tables are created
+        once, under a lock, when missing or out of date (many processes may open a
+        store at once; an existing store's open runs no DDL); ``create_tables=False``
+        never touches the schema and expects :func:`setup_schema` to have run.
         ``snapshot_every=N`` stores a snapshot every N events, so long histories
         load in bounded time. ``cipher_key`` (from :func:`generate_cipher_key`)
         encrypts every event and snapshot with AES-GCM; ``compress`` zlib-compresses
