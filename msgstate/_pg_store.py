@@ -35,13 +35,14 @@ from eventsourcing.postgres import (
     PostgresFactory,
 )
 from eventsourcing.utils import Environment, EnvType
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from msgstate.storage import is_unavailable
 
 __all__ = [
     "PostgresStoreFactory",
     "call",
+    "closed",
     "connection_lost",
     "unreachable",
     "unwrapped",
@@ -56,12 +57,22 @@ OTHER_WAIT = 0.2
 """Seconds between those attempts."""
 
 
-def unreachable(error: BaseException) -> bool:
-    """The pool could not provide a connection within ``connect_timeout``."""
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The psycopg error behind an eventsourcing one (or None)."""
     cause: BaseException | None = error
     while cause is not None and not isinstance(cause, psycopg.Error):
         cause = cause.__cause__ or cause.__context__
-    return isinstance(cause, PoolTimeout)
+    return cause
+
+
+def unreachable(error: BaseException) -> bool:
+    """The pool could not provide a connection within ``connect_timeout``."""
+    return isinstance(_driver_error(error), PoolTimeout)
+
+
+def closed(error: BaseException) -> bool:
+    """The pool was closed (the service was closed): retrying cannot help."""
+    return isinstance(_driver_error(error), PoolClosed)
 
 
 def connection_lost(error: BaseException) -> bool:
@@ -77,7 +88,7 @@ def call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
         except (InterfaceError, OperationalError) as error:
-            if unreachable(error):
+            if unreachable(error) or closed(error):
                 raise
             if connection_lost(error):
                 lost += 1

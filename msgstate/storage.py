@@ -273,6 +273,8 @@ def is_unavailable(error: BaseException) -> bool:
         cause = cause.__cause__ or cause.__context__
     if not isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
         return False
+    if type(cause).__name__ == "PoolClosed":
+        return False  # the service was closed: not the database's doing
     state = cause.sqlstate
     return state is None or state.startswith(("08", "57P"))
 
