@@ -6,9 +6,9 @@ run), fails 20 first sends, and lets two workers (threads sharing one
 :class:`~msgstate.MessageService`) race to drive them through a flaky fake
 transport until every message is delivered or dead. For worker *processes*, open
 one service per process on a shared PostgreSQL schema
-(``postgresql://...?schema=...``; run :func:`msgstate.setup_schema` once first and
-open the workers with ``create_tables=False``); they coordinate the same way,
-through the store alone.
+(``postgresql://...?schema=...``; they may all start at once: the tables are
+created once, under a lock); they coordinate the same way, through the store
+alone.
 
 The loop (:func:`run_worker`)
     1. ``service.due_resends(limit=batch_size)``: failed messages the policy would

@@ -52,6 +52,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "projections": ("tests/test_projections.py", "tests/stateful"),
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py",),
+    "_schema": ("tests/test_schema.py",),
+    "_pg_store": ("tests/test_unavailable.py",),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
