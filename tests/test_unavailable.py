@@ -119,8 +119,11 @@ def run(script: Callable[..., str]) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "OTHER_WAIT", 0.0)
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds each retry would have slept (nothing sleeps)."""
+    slept: list[float] = []
+    monkeypatch.setattr(store.time, "sleep", slept.append)
+    return slept
 
 
 def lost() -> Exception:
@@ -141,10 +144,22 @@ def test_a_closed_pool_is_raised_at_once() -> None:
     assert 1 == script.calls
 
 
-def test_a_lost_connection_is_retried_once() -> None:
+def test_a_lost_connection_is_retried_once_at_once(waits: list[float]) -> None:
     script = Script(lost())
     assert "ok" == run(script)
     assert 2 == script.calls
+    assert [] == waits
+
+
+def test_lost_and_unreachable_are_told_apart() -> None:
+    timeout = wrapped(PoolTimeout("couldn't get a connection"))
+    assert store.unreachable(timeout)
+    assert not store.connection_lost(timeout)
+    assert store.connection_lost(lost())
+    assert not store.unreachable(lost())
+    assert store.closed(wrapped(PoolClosed("closed")))
+    assert not store.closed(lost())
+    assert not store.connection_lost(wrapped(errors.LockNotAvailable("lock")))
 
 
 def test_a_connection_lost_twice_is_raised() -> None:
@@ -161,11 +176,16 @@ def test_a_lost_connection_then_a_timeout_is_raised_without_more_tries() -> None
     assert 2 == script.calls
 
 
-def test_other_operational_errors_keep_eventsourcings_ten_attempts() -> None:
+def test_other_operational_errors_keep_eventsourcings_ten_attempts(
+    waits: list[float],
+) -> None:
     lock = wrapped(errors.LockNotAvailable("lock timeout"))
     script = Script(*[lock] * 9)
     assert "ok" == run(script)
     assert 10 == script.calls
+    # eventsourcing's wait: 0.2 s with +-5 % jitter between attempts.
+    assert 9 == len(waits)
+    assert all(0.19 <= w <= 0.21 for w in waits), waits
     script = Script(*[lock] * 10)
     with pytest.raises(OperationalError):
         run(script)
