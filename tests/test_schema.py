@@ -167,3 +167,60 @@ def test_memory_stores_have_no_ddl() -> None:
     assert ensure_tables([service.recorder]) is False
     assert {} != fingerprints([service.recorder])
     service.close()
+
+
+def test_fingerprints_name_each_table_and_hash_its_statements(tmp_path: Path) -> None:
+    url = backend_url("sqlite", tmp_path)
+    service = MessageService.open(url, snapshot_every=2)
+    found = fingerprints(service._table_recorders())
+    assert ["stored_events", "stored_snapshots", "msgstate_views"] == list(found)
+    assert all(len(v) == 64 and int(v, 16) >= 0 for v in found.values())
+    assert len(set(found.values())) == 3
+    views = service._table_recorders()[-1]
+    before = fingerprints([views])
+    views.create_table_statements.append("CREATE INDEX IF NOT EXISTS x ON y (z)")
+    assert before != fingerprints([views])
+    service.close()
+
+
+def test_statement_boundaries_count_in_a_fingerprint() -> None:
+    class Split:
+        table = "t"
+
+        def __init__(self) -> None:
+            self.sql_create_statements: list[Any] = []
+
+    class Text:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def as_string(self) -> str:
+            return self.text
+
+    one, two = Split(), Split()
+    one.sql_create_statements = [Text("ab"), Text("c")]
+    two.sql_create_statements = [Text("a"), Text("bc")]
+    assert fingerprints([one]) != fingerprints([two])  # type: ignore[list-item]
+    assert ["t"] == list(fingerprints([one]))  # type: ignore[list-item]
+
+
+def test_a_recorder_without_a_table_name_is_keyed_by_its_class() -> None:
+    class Nameless:
+        def __init__(self) -> None:
+            self.sql_create_statements: list[Any] = []
+
+    assert ["Nameless"] == list(fingerprints([Nameless()]))  # type: ignore[list-item]
+
+
+def test_ensure_tables_says_whether_ddl_ran(tmp_path: Path) -> None:
+    url = backend_url("sqlite", tmp_path)
+    service = MessageService.open(url)
+    recorders = service._table_recorders()
+    assert ensure_tables(recorders) is False
+    _execute(service, f"DROP TABLE {SCHEMA_TABLE}")
+    assert ensure_tables(recorders) is True
+    assert ensure_tables(recorders) is False
+    assert ensure_tables([]) is False
+    service.create("m", sender="s", user_id="u")
+    assert 1 == sum(service.status_counts().values())
+    service.close()
