@@ -22,8 +22,8 @@ sends ``message`` (``message.attempts`` is the attempt being sent) and answers
    ``SENDING``).
 
 For worker *processes*, open one service per process on a shared PostgreSQL
-schema (``postgresql://...?schema=...``; run :func:`msgstate.setup_schema` once
-first and open the workers with ``create_tables=False``), give each its own
+schema (``postgresql://...?schema=...``; they may all start at once: the tables
+are created once, under a lock), give each its own
 ``worker_id``, or run ``msgstate worker --db URL --transport simulated``. See
 docs/worker.md.
 """

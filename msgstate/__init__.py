@@ -23,6 +23,7 @@ from msgstate.errors import (
     SendNotOverdue,
     StaleAttempt,
     StorageError,
+    StorageUnavailable,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.policy import Decision, ResendPolicy
@@ -75,6 +76,7 @@ __all__ = [
     "SimulatedTransport",
     "StaleAttempt",
     "StorageError",
+    "StorageUnavailable",
     "Transition",
     "Transport",
     "WhatIfReport",

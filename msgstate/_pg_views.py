@@ -9,6 +9,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
+from msgstate._pg_store import call, unwrapped
 from msgstate.projections import SQLMessageViews, ViewChange, _upsert
 
 
@@ -46,6 +47,23 @@ class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
                     "CREATE INDEX IF NOT EXISTS {0} ON {1} (status, updated_at)"
                 ).format(Identifier(self.views_table + "_started"), self.qualified),
             ]
+        )
+
+    # eventsourcing's tracking methods, with msgstate's retries (see _pg_store).
+
+    def insert_tracking(self, *args: Any, **kwargs: Any) -> Any:
+        return call(
+            unwrapped(PostgresTrackingRecorder.insert_tracking), self, *args, **kwargs
+        )
+
+    def max_tracking_id(self, *args: Any, **kwargs: Any) -> Any:
+        return call(
+            unwrapped(PostgresTrackingRecorder.max_tracking_id), self, *args, **kwargs
+        )
+
+    def has_tracking_id(self, *args: Any, **kwargs: Any) -> Any:
+        return call(
+            unwrapped(PostgresTrackingRecorder.has_tracking_id), self, *args, **kwargs
         )
 
     def apply(self, changes: Sequence[ViewChange], application_name: str) -> int:

@@ -21,13 +21,15 @@ from eventsourcing.application import (
     ProcessingEvent,
 )
 from eventsourcing.persistence import (
+    InfrastructureFactory,
     IntegrityError,
     Transcoder,
 )
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, strtobool
 
 from msgstate import _validate as check
 from msgstate._elements import check_content
+from msgstate._schema import ensure_tables
 from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
@@ -89,11 +91,11 @@ def _utc_now() -> datetime:
 
 
 def setup_schema(url: str) -> None:
-    """Create msgstate's schema and tables at ``url``, once, before workers start.
+    """Create msgstate's schema and tables at ``url`` (idempotent).
 
-    Several processes opening a fresh PostgreSQL database at the same moment race
-    on ``CREATE`` statements; run this once (a deploy step), then open the workers
-    with ``create_tables=False``. Idempotent.
+    Not needed before workers start: any number of processes may open a store at
+    once (the DDL runs once, under a lock). Use it where the workers' database role
+    may not create tables and opens with ``create_tables=False``.
     """
     MessageService.open(url, create_tables=True).close()
 
@@ -148,10 +150,16 @@ class MessageService(Application[UUID]):
         self._where = store_name(settings)
         self._secret = settings.get("POSTGRES_PASSWORD", "")
         self._encrypted = "CIPHER_KEY" in settings
+        # eventsourcing would run every CREATE at every open, racing other
+        # processes; msgstate runs them once, serialised (see msgstate._schema).
+        create_tables = strtobool(settings.get("CREATE_TABLE") or "yes")
+        settings["CREATE_TABLE"] = "n"
         with self._storage_errors():
             super().__init__(env=settings)
-            self._check_readable()
             self._views = self._construct_views()
+            if create_tables:
+                ensure_tables(self._table_recorders())
+            self._check_readable()
         self._policy_query = PolicyQuery.of(self._policy)
         self._catch_up_on_query = catch_up
 
@@ -172,9 +180,10 @@ class MessageService(Application[UUID]):
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
         ``clock`` returns aware datetimes (converted to UTC); it is the only source
-        of domain time, so tests and replays can control it. ``create_tables=False``
-        expects :func:`setup_schema` to have run (several workers starting at once
-        on a fresh PostgreSQL database would otherwise race on ``CREATE``).
+        of domain time, so tests and replays can control it. The tables are created
+        once, under a lock, when missing or out of date (many processes may open a
+        store at once; an existing store's open runs no DDL); ``create_tables=False``
+        never touches the schema and expects :func:`setup_schema` to have run.
         ``snapshot_every=N`` stores a snapshot every N events, so long histories
         load in bounded time. ``cipher_key`` (from :func:`generate_cipher_key`)
         encrypts every event and snapshot with AES-GCM; ``compress`` zlib-compresses
@@ -212,6 +221,18 @@ class MessageService(Application[UUID]):
         transcoder = OrjsonTranscoder()
         self.register_transcodings(transcoder)
         return transcoder
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        """eventsourcing's factory; on PostgreSQL, one that fails fast and recovers.
+
+        See :mod:`msgstate._pg_store`: bounded retries while the server is down,
+        broken connections dropped, prompt reconnection once it is back.
+        """
+        if env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            from msgstate._pg_store import PostgresStoreFactory
+
+            return PostgresStoreFactory(env)
+        return super().construct_factory(env)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
@@ -810,6 +831,14 @@ class MessageService(Application[UUID]):
             raise TypeError(f"expected MessageViews, got {type(views).__name__}")
         views.cipher = self.mapper.cipher
         return views
+
+    def _table_recorders(self) -> list[Any]:
+        """Every recorder whose tables this service uses (events first)."""
+        recorders: list[Any] = [self.recorder]
+        if self.snapshots is not None:
+            recorders.append(self.snapshots.recorder)
+        recorders.append(self._views)
+        return recorders
 
     def _maybe_catch_up(self) -> None:
         if self._catch_up_on_query:

@@ -23,6 +23,7 @@ __all__ = [
     "SendNotOverdue",
     "StaleAttempt",
     "StorageError",
+    "StorageUnavailable",
 ]
 
 
@@ -70,6 +71,9 @@ class ErrorCode(IntEnum):
     SEND_NOT_OVERDUE = 1018
     """``expire_send``: the send is in flight but has not yet run for the policy's
     ``send_timeout``; wait, or raise the timeout if it is too short."""
+    STORAGE_UNAVAILABLE = 1020
+    """The database could not be reached within ``connect_timeout``, or the
+    connection was lost; repeat the command with the same arguments later."""
 
 
 class MsgStateError(Exception):
@@ -149,6 +153,19 @@ class StorageError(MsgStateError):
     """
 
     default_code = ErrorCode.STORAGE_ERROR
+
+
+class StorageUnavailable(StorageError):
+    """The database is down or unreachable, or dropped the connection mid-command.
+
+    Raised within the store's ``connect_timeout``. The command wrote nothing,
+    unless the connection was lost while its commit was on the way: then it may
+    have been applied. Either way, repeating it with the same arguments once the
+    database is back is safe (every command is idempotent when repeated; give
+    ``resend`` a ``request_id`` to get the same answer back).
+    """
+
+    default_code = ErrorCode.STORAGE_UNAVAILABLE
 
 
 class ProjectionTimeout(MsgStateError, TimeoutError):

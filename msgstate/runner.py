@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 from eventsourcing.projection import ProjectionRunner
@@ -27,9 +28,13 @@ from msgstate.projections import (
     MessageViewsProjection,
     views_class_for,
 )
-from msgstate.storage import service_env
+from msgstate.storage import is_unavailable, persistence_env, service_env
 
 __all__ = ["run_projections"]
+
+
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)
+"""Seconds the runner waits before its 1st, 2nd, 3rd and later reconnection tries."""
 
 
 def run_projections(
@@ -42,16 +47,57 @@ def run_projections(
 ) -> None:
     """Follow the PostgreSQL store at ``url`` until ``stop`` is set (or forever).
 
-    ``ready`` is set once the runner is subscribed. Errors in the projection are
-    raised here, so a supervisor can restart the process.
+    ``ready`` is set once the runner is subscribed. While the database is
+    unreachable (at start, or it goes away later) the runner writes one line to
+    stderr per failed try and tries again (after 0.5 s, 1 s, 2 s, then every 5 s),
+    then catches up from its tracking record: nothing is missed or applied twice.
+    Other errors in the projection are raised here, so a supervisor can restart
+    the process.
     """
-    env = service_env(url, create_tables=True, cipher_key=cipher_key, compress=compress)
-    module = env["PERSISTENCE_MODULE"]
-    if module != "eventsourcing.postgres":
+    if persistence_env(url)["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
         raise InvalidArgument(
             "run_projections follows PostgreSQL only; SQLite and memory stores "
             "catch up on query (projections='catch_up')"
         )
+    failures = 0
+    while stop is None or not stop.is_set():
+        subscribed = threading.Event()
+        try:
+            _follow(url, cipher_key, compress, stop, ready, subscribed)
+            return
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            if subscribed.is_set():
+                failures = 0
+            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+            failures += 1
+            text = " ".join(str(error).split()) or type(error).__name__
+            print(
+                f"msgstate.runner: {text}; trying again in {delay:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            if stop is None:
+                time.sleep(delay)
+            elif stop.wait(delay):
+                return
+
+
+def _follow(
+    url: str,
+    cipher_key: str | None,
+    compress: bool,
+    stop: threading.Event | None,
+    ready: threading.Event | None,
+    subscribed: threading.Event,
+) -> None:
+    env = service_env(url, create_tables=True, cipher_key=cipher_key, compress=compress)
+    module = env["PERSISTENCE_MODULE"]
+    # Create the tables once, serialised with other openers (no DDL when the
+    # store is current); the runner's own recorders then run no DDL at all.
+    MessageService(env).close()
+    env["CREATE_TABLE"] = "n"
     cipher: Any = None
     if "CIPHER_TOPIC" in env:
         cipher = resolve_topic(env["CIPHER_TOPIC"])(Environment(APPLICATION_NAME, env))
@@ -65,6 +111,7 @@ def run_projections(
         view_class=view_class,
         env=env,
     ) as runner:
+        subscribed.set()
         if ready is not None:
             ready.set()
         while stop is None or not stop.is_set():

@@ -30,11 +30,17 @@ from eventsourcing.persistence import (
 )
 
 from msgstate import _validate as check
-from msgstate.errors import InvalidArgument, MsgStateError, StorageError
+from msgstate.errors import (
+    InvalidArgument,
+    MsgStateError,
+    StorageError,
+    StorageUnavailable,
+)
 
 __all__ = [
     "DATABASE_URL_ENV",
     "generate_cipher_key",
+    "is_unavailable",
     "persistence_env",
     "select_streams",
     "service_env",
@@ -167,6 +173,9 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_USER": unquote(parts.username),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_SCHEMA": "public",
+        # Check each pooled connection before use, so connections broken by a
+        # server restart are replaced rather than failing a command.
+        "POSTGRES_PRE_PING": "y",
     }
     for setting, default, _, _ in _POSTGRES_OPTIONS.values():
         env[setting] = str(default)
@@ -240,7 +249,34 @@ def storage_errors(
         text = " ".join(str(error).split()) or type(error).__name__
         if secret:
             text = text.replace(secret, "***")
+        if is_unavailable(error):
+            raise StorageUnavailable(f"store {where} is unavailable: {text}") from None
         raise StorageError(f"store {where}: {text}") from None
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """The database could not be reached, or dropped the connection.
+
+    True for a psycopg connection failure behind ``error`` (no SQLSTATE: the
+    socket was lost or no connection came within ``connect_timeout``; class 08;
+    57P01-57P03: the server is shutting down or starting up) and for
+    :class:`StorageUnavailable` itself.
+    """
+    if isinstance(error, StorageUnavailable):
+        return True
+    psycopg = sys.modules.get("psycopg")  # only loaded when PostgreSQL is used
+    if psycopg is None:
+        return False
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, psycopg.Error):
+        # eventsourcing re-raises some errors "from None": the context remains.
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    if type(cause).__name__ == "PoolClosed":
+        return False  # the service was closed: not the database's doing
+    state = cause.sqlstate
+    return state is None or state.startswith(("08", "57P"))
 
 
 def _is_storage_failure(error: Exception) -> bool:
@@ -255,7 +291,8 @@ def _is_storage_failure(error: Exception) -> bool:
 def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
     """Connect once (so a failure names its real cause) and create the schema.
 
-    ``CREATE SCHEMA IF NOT EXISTS`` tolerates a concurrent creator.
+    Runs ``CREATE SCHEMA IF NOT EXISTS`` (which tolerates a concurrent creator)
+    only when the schema is missing: an existing store's open runs no DDL.
     """
     import psycopg  # the postgres extra
     from psycopg import errors, sql
@@ -272,7 +309,11 @@ def _prepare_postgres(env: Mapping[str, str], *, create_schema: bool) -> None:
             autocommit=True,
         ) as connection,
     ):
-        if create_schema and env["POSTGRES_SCHEMA"] != "public":
+        schema = env["POSTGRES_SCHEMA"]
+        exists = connection.execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+        if create_schema and exists is None:
             statement = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(env["POSTGRES_SCHEMA"])
             )

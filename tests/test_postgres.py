@@ -6,7 +6,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from msgstate import ErrorCode, InvalidArgument, MessageService, StorageError
+from msgstate import (
+    ErrorCode,
+    InvalidArgument,
+    MessageService,
+    StorageError,
+    StorageUnavailable,
+)
 from msgstate.application import setup_schema
 from msgstate.storage import persistence_env
 from tests import pg
@@ -61,11 +67,15 @@ def test_malformed_urls_are_invalid_and_hide_the_password(url: str) -> None:
 
 
 def test_unreachable_server_is_a_storage_error_naming_host_and_db() -> None:
-    """A refused connection raises StorageError naming host and database only."""
+    """A refused connection raises StorageError naming host and database only.
+
+    It is the StorageError subclass StorageUnavailable (try again later).
+    """
     with pytest.raises(StorageError) as info:
         MessageService.open("postgresql://someone:hunter2@127.0.0.1:1/chatdb")
     text = str(info.value)
-    assert ErrorCode.STORAGE_ERROR == info.value.code
+    assert isinstance(info.value, StorageUnavailable)
+    assert ErrorCode.STORAGE_UNAVAILABLE == info.value.code
     assert "127.0.0.1" in text
     assert "chatdb" in text
     assert "hunter2" not in text
