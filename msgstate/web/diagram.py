@@ -17,7 +17,7 @@ from msgstate.status import TRANSITIONS, MessageStatus, Transition
 __all__ = ["transitions_svg"]
 
 _W, _H = 180, 48  # node size
-_COL, _ROW = 300, 150  # distance between columns / rows
+_COL, _ROW = 420, 210  # distance between columns / rows
 _MARGIN = 40
 _START = "start"
 
@@ -93,7 +93,7 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
         if ranks[source] == ranks[target]:
             bend = 90.0
         elif (target, source) in pairs:
-            bend = 45.0
+            bend = 55.0
         else:
             bend = 0.0
         mx, my = (sx + tx) / 2, (sy + ty) / 2
@@ -103,8 +103,11 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
         x0, y0 = _clip(sx, sy, cx, cy, source == _START)
         x1, y1 = _clip(tx, ty, cx, cy, False)
         label = t.event if not t.note else f"{t.event} ({t.note})"
-        lx = 0.25 * x0 + 0.5 * cx + 0.25 * x1
+        # the label sits just outside the curve's bulge (or above a straight arrow)
+        lx = 0.25 * x0 + 0.5 * cx + 0.25 * x1 + (nx * 12 if bend else 0)
         ly = 0.25 * y0 + 0.5 * cy + 0.25 * y1
+        if bend:
+            ly += ny * 22 + (14 if ny > 0 else 4)
         anchor = "start" if bend and ranks[source] == ranks[target] else "middle"
         out.append(
             f'<g class="transition"><path d="M {x0:.1f} {y0:.1f} Q {cx:.1f} {cy:.1f} '
