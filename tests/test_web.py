@@ -901,3 +901,89 @@ def test_stuck_page_pages_what_the_service_reports(
         assert 5 == counts(page(client, "/"), "queues", "data-queue")["stuck"]
     finally:
         del action_store.stuck_sends  # type: ignore[attr-defined]
+
+
+# -- msgstate serve --
+
+
+def test_serve_refuses_actions_without_a_token_file(tmp_path: Path) -> None:
+    from tests.test_cli import invoke
+
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    MessageService.open(db).close()
+    result = invoke("serve", "--db", db, "--allow-actions")
+    assert 2 == result.exit_code
+    assert "token file" in result.stderr
+    bad = tmp_path / "tokens"
+    bad.write_text("alice short\n")
+    result = invoke("serve", "--db", db, "--token-file", str(bad))
+    assert 2 == result.exit_code
+    assert "line 1" in result.stderr
+
+
+def test_serve_runs_the_console_on_localhost(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    service = MessageService.open(db)
+    service.create("m1", sender="u", user_id="v", content={"text": "hello"})
+    service.close()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# who:token\nalice:{TOKEN}\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "msgstate",
+            "serve",
+            "--db",
+            db,
+            "--port",
+            str(port),
+            "--token-file",
+            str(tokens),
+            "--allow-actions",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, token: str | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(base + path)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "msgstate serve did not listen"
+                time.sleep(0.2)
+        assert 401 == get("/")[0]
+        status, body = get("/message?msg_id=m1", TOKEN)
+        assert 200 == status
+        assert "hello" in body
+        status, body = get("/metrics", TOKEN)
+        assert 200 == status
+        assert 'msgstate_messages{status="SENDING"} 1.0' in body
+    finally:
+        process.terminate()
+        process.wait(30)
