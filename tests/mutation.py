@@ -52,6 +52,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     "projections": ("tests/test_projections.py", "tests/stateful"),
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py",),
+    "metrics": ("tests/test_web.py",),
+    "web/auth": ("tests/test_web.py",),
+    "web/rates": ("tests/test_web.py",),
+    "web/diagram": ("tests/test_web.py",),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).

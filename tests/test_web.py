@@ -987,3 +987,15 @@ def test_serve_runs_the_console_on_localhost(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_serve_binds_to_localhost_unless_told_otherwise() -> None:
+    from msgstate.cli import cli
+
+    serve = cli.commands["serve"]
+    defaults = {p.name: p.default for p in serve.params}
+    assert ["127.0.0.1", 8600, False] == [
+        defaults["host"],
+        defaults["port"],
+        defaults["allow_actions"],
+    ]
