@@ -994,8 +994,4 @@ def test_serve_binds_to_localhost_unless_told_otherwise() -> None:
 
     serve = cli.commands["serve"]
     defaults = {p.name: p.default for p in serve.params}
-    assert ["127.0.0.1", 8600, False] == [
-        defaults["host"],
-        defaults["port"],
-        defaults["allow_actions"],
-    ]
+    assert ["127.0.0.1", 8600] == [defaults["host"], defaults["port"]]
