@@ -995,3 +995,15 @@ def test_serve_binds_to_localhost_unless_told_otherwise() -> None:
     serve = cli.commands["serve"]
     defaults = {p.name: p.default for p in serve.params}
     assert ["127.0.0.1", 8600] == [defaults["host"], defaults["port"]]
+
+
+def test_an_action_with_a_bad_id_or_name_records_nothing(
+    action_store: MessageService,
+) -> None:
+    client = signed_in(action_store, allow_actions=True)
+    csrf = csrf_of(client, "/message?msg_id=m1")
+    before = sum(1 for _ in action_store.export_history())
+    assert 400 == client.post("/actions/resend", data={"csrf": csrf}).status_code
+    response = client.post("/actions/delete", data={"msg_id": "m1", "csrf": csrf})
+    assert 404 == response.status_code
+    assert before == sum(1 for _ in action_store.export_history())

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -609,22 +610,28 @@ async def _action(request: Request) -> Response:
     name = request.path_params["name"]
     msg_id = form.get("msg_id", "")
     actor = request.state.user
-    try:
+    if name not in ("resend", "expire") or (
+        name == "expire" and not console.has_expire
+    ):
+        return PlainTextResponse("no such action", status_code=404)
+
+    def act() -> None:
         with console.lock:
             if name == "resend":
                 console.service.resend(msg_id, actor=actor)
-            elif name == "expire" and console.has_expire:
+            else:
                 attempt = _parse_int("attempt", form.get("attempt"), 0, 1, 2**31)
                 console.service.expire_send(  # type: ignore[attr-defined]
                     msg_id, attempt=attempt, actor=actor
                 )
-            else:
-                return PlainTextResponse("no such action", status_code=404)
+
+    try:
+        await run_in_threadpool(act)  # the service blocks; the event loop must not
     except MsgStateError as error:
         return console.render(
             request,
             "error.html",
-            status_code=409,
+            status_code=400 if isinstance(error, InvalidArgument) else 409,
             error=f"{error.desc} [{error.code.name}]",
             msg_id=msg_id,
         )
