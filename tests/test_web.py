@@ -1007,3 +1007,31 @@ def test_an_action_with_a_bad_id_or_name_records_nothing(
     response = client.post("/actions/delete", data={"msg_id": "m1", "csrf": csrf})
     assert 404 == response.status_code
     assert before == sum(1 for _ in action_store.export_history())
+
+
+def test_collector_reports_stuck_sends_when_the_service_has_them(
+    action_store: MessageService,
+) -> None:
+    """On a service with ``stuck_sends`` (here an instance attribute listing the
+    messages in SENDING; the read model itself is issue 9's) the gauge is its
+    length at the service's now; without it there is no such metric."""
+    key = ("msgstate_stuck_sends", ())
+    asked: list[Any] = []
+    registry = CollectorRegistry()
+    registry.register(MsgStateCollector(action_store))
+    if not hasattr(action_store, "stuck_sends"):
+        assert key not in metrics_of(generate_latest(registry).decode())
+    for i in range(3):
+        action_store.create(f"s{i}", sender="u", user_id="v")
+
+    def stuck_sends(now: Any = None, limit: int = 100) -> list[Any]:
+        asked.append((now, limit))
+        return [action_store.get(f"s{i}") for i in range(3)][:limit]
+
+    action_store.stuck_sends = stuck_sends  # type: ignore[attr-defined]
+    try:
+        values = metrics_of(generate_latest(registry).decode())
+    finally:
+        del action_store.stuck_sends  # type: ignore[attr-defined]
+    assert 3 == values[key]
+    assert [(action_store.now(), 100_000)] == asked
