@@ -59,7 +59,51 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
-EQUIVALENT: dict[str, str] = {}
+_HELP = "changes only a metric's HELP text; no name, label or value changes"
+_TOPIC = (
+    "every topic msgstate stores is 'module:Class.Event' (one colon, one dot after"
+    " it), on which this split gives the same last part"
+)
+_NOW = "dead_letters(now=None) uses service.now(), the value passed"
+_AFTER = (
+    "after='' and after=None both start before the first msg_id (ids are non-empty)"
+)
+
+EQUIVALENT: dict[str, str] = {
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_9": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_10": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_11": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_25": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_26": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_27": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_43": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_44": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_45": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_69": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_70": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_71": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_85": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_86": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_87": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_104": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_105": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_106": _HELP,
+    "msgstate.metrics.x_event_type_of__mutmut_2": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_4": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_5": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_6": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_9": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_10": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_11": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_12": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_13": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_16": _TOPIC,
+    "msgstate.metrics.x_event_type_of__mutmut_17": _TOPIC,
+    "msgstate.metrics.x_dead_letters_by_reason__mutmut_2": _NOW,
+    "msgstate.metrics.x_dead_letters_by_reason__mutmut_6": _NOW,
+    "msgstate.metrics.x_dead_letters_by_reason__mutmut_9": _NOW,
+    "msgstate.metrics.x_dead_letters_by_reason__mutmut_3": _AFTER,
+}
 
 #: Passed to every pytest run mutmut makes (after the test selection).
 PYTEST_ARGS = ("-p", "no:cacheprovider", "-k", "not postgres and not Postgres")
