@@ -720,6 +720,17 @@ class MessageService(Application[UUID]):
         with self._storage_errors():
             return dict(sorted(self._views.error_code_counts().items()))
 
+    def projection_lag(self) -> int:
+        """How many recorded notifications the read models have not applied yet.
+
+        0 means the read models are up to date. Asking does not catch them up
+        (the read-model queries do, unless ``projections="external"``).
+        """
+        with self._storage_errors():
+            recorded = self.recorder.max_notification_id() or 0
+            applied = self._views.max_tracking_id(APPLICATION_NAME) or 0
+        return max(0, recorded - applied)
+
     def catch_up_projections(self, *, batch: int = CATCH_UP_BATCH) -> int:
         """Apply every notification not yet in the read models; how many were.
 

@@ -1059,6 +1059,84 @@ def what_if_dict(report: WhatIfReport, *, per_message: bool) -> dict[str, Any]:
     return data
 
 
+# -- the console --
+
+
+@cli.command("serve")
+@db_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on (0.0.0.0 exposes the console to the network).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="'name:token' lines; every page and /metrics then needs one of the tokens.",
+)
+@click.option(
+    "--allow-actions",
+    is_flag=True,
+    help="Offer resend (and expire-send) buttons; needs --token-file. Each action "
+    "is recorded with actor = the token's name.",
+)
+@click.option(
+    "--cipher-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The store's cipher key (from generate_cipher_key()), for encrypted stores.",
+)
+@policy_option
+def serve_command(
+    db: str,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    allow_actions: bool,
+    cipher_key_file: Path | None,
+    policy_file: Path | None,
+) -> None:
+    """Run the audit console (a web app) and /metrics; needs msgstate[web]."""
+    try:
+        import uvicorn
+
+        from msgstate.web import create_app, load_tokens
+    except ImportError as missing:
+        raise click.UsageError(
+            f"the console needs the web extra ({missing}); "
+            "install it with: pip install 'msgstate[web]'"
+        ) from None
+    if allow_actions and token_file is None:
+        raise click.BadParameter(
+            "actions need a token file (each action records the token's name)",
+            param_hint="'--allow-actions'",
+        )
+    try:
+        tokens = None if token_file is None else load_tokens(token_file)
+    except InvalidArgument as error:
+        raise click.BadParameter(error.desc, param_hint="'--token-file'") from None
+    cipher_key = None
+    if cipher_key_file is not None:
+        cipher_key = cipher_key_file.read_text(encoding="utf-8").strip()
+    policy = load_policy(policy_file)
+    _check_db(db, must_exist=True)
+    service = MessageService.open(db, policy=policy, cipher_key=cipher_key)
+    try:
+        app = create_app(service, tokens=tokens, allow_actions=allow_actions)
+        where = f"http://{host}:{port}/"
+        click.echo(
+            f"msgstate console on {where} ({'token required' if tokens else 'no token'}"
+            f", actions {'on' if allow_actions else 'off'}); Ctrl+C stops it",
+            err=True,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        service.close()
+
+
 # -- reference --
 
 
