@@ -6,15 +6,18 @@ may be resent, and every decision can be replayed from the stored history.
 """
 
 from msgstate.application import MessageService, setup_schema
+from msgstate.archive import ArchiveReport, RestoreReport
 from msgstate.batch import Batch
 from msgstate.codes import CodeInfo, RetryClass
 from msgstate.domain import Message
 from msgstate.errors import (
+    ArchiveInvalid,
     ConcurrencyConflict,
     DeliveryConflict,
     DuplicateMessage,
     ErrorCode,
     InvalidArgument,
+    MessageArchived,
     MessageNotFound,
     MsgStateError,
     ProjectionTimeout,
@@ -33,6 +36,8 @@ __all__ = [
     "DATABASE_URL_ENV",
     "MESSAGE_NAMESPACE",
     "TRANSITIONS",
+    "ArchiveInvalid",
+    "ArchiveReport",
     "Batch",
     "CodeInfo",
     "ConcurrencyConflict",
@@ -44,6 +49,7 @@ __all__ = [
     "HistoryEntry",
     "InvalidArgument",
     "Message",
+    "MessageArchived",
     "MessageNotFound",
     "MessageService",
     "MessageStatus",
@@ -53,6 +59,7 @@ __all__ = [
     "ProjectionTimeout",
     "ResendPolicy",
     "ResendRefused",
+    "RestoreReport",
     "RetryClass",
     "StorageError",
     "Transition",

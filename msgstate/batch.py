@@ -21,7 +21,6 @@ from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
     InvalidArgument,
-    MessageNotFound,
     MsgStateError,
 )
 from msgstate.views import MessageView, view_of
@@ -105,7 +104,7 @@ class Batch:
         self._check_open()
         message = self._find(checked)
         if message is None:
-            raise MessageNotFound(f"message {checked!r} not found")
+            raise self._service._not_found(checked)
         return view_of(message, self._service.policy)
 
     # -- commands --
@@ -182,7 +181,7 @@ class Batch:
         self._check_open()
         message = self._find(msg_id)
         if message is None:
-            raise MessageNotFound(f"message {msg_id!r} not found")
+            raise self._service._not_found(msg_id)
         change(message)  # refusals raise before any event is triggered
         return view_of(message, self._service.policy)
 
