@@ -700,6 +700,7 @@ class MessageService(Application[UUID]):
         *,
         include: Sequence[str] = ("delivered", "dead"),
         dry_run: bool = False,
+        chunk: int = 500,
         progress: Progress | None = None,
     ) -> ArchiveReport:
         """Move finished messages last changed before ``before`` to the file ``to``.
@@ -712,7 +713,8 @@ class MessageService(Application[UUID]):
         transaction per chunk; an archived id then answers
         :class:`MessageArchived` and can never be created again. Running it
         again with the same ``to`` finishes an interrupted archive. ``dry_run``
-        only counts. ``progress(phase, done, total)`` is called as it goes. See
+        only counts. ``chunk`` messages are deleted per transaction.
+        ``progress(phase, done, total)`` is called as it goes. See
         ``docs/storage.md`` (Retention).
         """
         from msgstate.archive import archive
@@ -724,11 +726,16 @@ class MessageService(Application[UUID]):
                 to=to,
                 include=include,
                 dry_run=dry_run,
+                chunk=chunk,
                 progress=progress,
             )
 
     def restore(
-        self, path: str | os.PathLike[str], *, progress: Progress | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        chunk: int = 500,
+        progress: Progress | None = None,
     ) -> RestoreReport:
         """Put the messages archived to ``path`` back, byte for byte.
 
@@ -740,7 +747,7 @@ class MessageService(Application[UUID]):
         from msgstate.archive import restore
 
         with self._storage_errors():
-            return restore(self, path, progress=progress)
+            return restore(self, path, chunk=chunk, progress=progress)
 
     # -- audit and replay --
 

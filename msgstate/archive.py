@@ -237,8 +237,16 @@ def archive(
     kept: dict[str, int] = {}
     done = 0
     archived_at = time.time()
+    now = service.now()
     for batch in _chunks(_read_records(path), chunk):
-        outcome = store.delete(batch, manifest["archive_id"], path.name, archived_at)
+        todo = batch
+        if resumed:  # the policy or clock may differ from the first run's
+            todo = [r for r in batch if _still_finished(service, r, now, manifest)]
+            if len(todo) < len(batch):
+                kept["no longer finished"] = (
+                    kept.get("no longer finished", 0) + len(batch) - len(todo)
+                )
+        outcome = store.delete(todo, manifest["archive_id"], path.name, archived_at)
         for reason, count in outcome.items():
             if reason == "archived":
                 archived += count
@@ -407,6 +415,17 @@ def _finished(
             if message is None or not is_finished(service, message, now, kinds):
                 continue
             yield _Record(aid, None if encrypted else message.msg_id, tuple(stored))
+
+
+def _still_finished(
+    service: MessageService, record: _Record, now: datetime, manifest: dict[str, Any]
+) -> bool:
+    kinds = manifest.get("include", INCLUDE)
+    message: Message | None = None
+    for stored in record.events:
+        event: Any = service.mapper.to_domain_event(stored)
+        message = event.mutate(message)
+    return message is not None and is_finished(service, message, now, kinds)
 
 
 def _fsync_dir(path: Path) -> None:
