@@ -82,6 +82,7 @@ Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; phases ``write``, ``verify``, ``delete``,
 ``restore``."""
 
+_REPORT_EVERY = 100  # messages between progress calls while writing and verifying
 _SEND_SUCC = int(MessageStatus.SEND_SUCC)
 _SEND_FAIL = int(MessageStatus.SEND_FAIL)
 
@@ -460,7 +461,7 @@ def _write(
             size += len(data)
             messages += 1
             events += len(record.events)
-            if messages % ARCHIVE_CHUNK == 0:
+            if messages % _REPORT_EVERY == 0:
                 report("write", messages, 0)
         out.flush()
         os.fsync(out.fileno())
@@ -589,7 +590,7 @@ def _verify(
             )
         messages += 1
         events += len(record.events)
-        if messages % ARCHIVE_CHUNK == 0:
+        if messages % _REPORT_EVERY == 0:
             report("verify", messages, manifest["messages"])
     if (messages, events) != (manifest["messages"], manifest["events"]):
         raise ArchiveInvalid(
