@@ -448,3 +448,65 @@ def test_archive_and_restore_with_snapshots(
 
     assert {m: service.history(m) for m in kinds} == histories
     assert service.get("delivered-0").status is MessageStatus.SEND_SUCC
+
+
+def test_read_models_follow_new_events_across_the_gaps(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Deleted events leave gaps in notification ids; none is ever reused."""
+    service = make_service(POLICY)
+    make_messages(service, clock)
+    clock.advance(3600)
+    service.archive(before=clock(), to=tmp_path / "a.jsonl")
+    newest = service.recorder.max_notification_id() or 0
+
+    service.create("after", sender="s", user_id="u")
+    service.record_failure("after", code=TRANSIENT)
+
+    assert (service.recorder.max_notification_id() or 0) > newest
+    counts = service.status_counts()
+    assert counts[MessageStatus.SEND_FAIL] == 2  # "retryable" and "after"
+    assert counts[MessageStatus.SENDING] == 1
+    service.wait_for_projections(timeout=5)
+    assert service.rebuild_projections() == 5  # the events left in the log
+    assert service.status_counts() == counts
+
+
+def test_the_projection_runner_follows_across_the_gaps(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """PostgreSQL's runner (LISTEN/NOTIFY) keeps working after an archive."""
+    import threading
+
+    from msgstate.runner import run_projections
+
+    url = backend_url("postgres", tmp_path)
+    service = MessageService.open(
+        url, policy=POLICY, clock=clock, projections="external"
+    )
+    stop, ready = threading.Event(), threading.Event()
+    runner = threading.Thread(
+        target=run_projections, args=(url,), kwargs={"stop": stop, "ready": ready}
+    )
+    runner.start()
+    try:
+        assert ready.wait(60)
+        make_messages(service, clock)
+        service.wait_for_projections(timeout=60)
+        clock.advance(3600)
+        report = service.archive(before=clock(), to=tmp_path / "a.jsonl")
+        service.create("after", sender="s", user_id="u")
+        service.record_delivery("after", seq="1")
+        service.wait_for_projections(timeout=60)
+
+        assert report.kept == {}
+        counts = service.status_counts()
+        assert counts[MessageStatus.SEND_SUCC] == 1
+        assert sum(counts.values()) == 3
+        service.restore(tmp_path / "a.jsonl")
+        service.wait_for_projections(timeout=60)
+        assert sum(service.status_counts().values()) == 9
+    finally:
+        stop.set()
+        runner.join(60)
+        service.close()
