@@ -67,6 +67,8 @@ class Batch:
             with self._service._storage_errors():
                 self._service.save(*dirty)
         except IntegrityError:
+            for message in dirty:  # the next try reloads them from the store
+                self._service._forget_cached(message.msg_id)
             raise ConcurrencyConflict(
                 f"another writer changed one of this batch's {len(dirty)} messages; "
                 "nothing was saved, run the batch again"

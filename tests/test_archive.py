@@ -18,6 +18,7 @@ import pytest
 
 from msgstate import (
     ArchiveInvalid,
+    ConcurrencyConflict,
     ErrorCode,
     InvalidArgument,
     Message,
@@ -510,3 +511,29 @@ def test_the_projection_runner_follows_across_the_gaps(
         stop.set()
         runner.join(60)
         service.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_batch_in_another_service_gets_message_archived_on_its_next_try(
+    store: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    url = backend_url(store, tmp_path)
+    first = MessageService.open(url, policy=POLICY, clock=clock)
+    other = MessageService.open(url, policy=POLICY, clock=clock)
+    try:
+        make_messages(first, clock)
+        other.get("exhausted-1")  # now in other's cache
+        clock.advance(3600)
+        first.archive(before=clock(), to=tmp_path / "a.jsonl")
+
+        with pytest.raises(ConcurrencyConflict), other.batch() as batch:
+            batch.record_delivery("exhausted-1", seq="x")  # decided on the cache
+        with pytest.raises(MessageArchived), other.batch() as batch:
+            batch.record_delivery("exhausted-1", seq="x")
+        outcomes = other.record_deliveries([{"msg_id": "exhausted-1", "seq": "x"}])
+
+        assert [type(o) for o in outcomes] == [MessageArchived]
+        assert raw(first, "exhausted-1") == []
+    finally:
+        first.close()
+        other.close()
