@@ -52,6 +52,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "projections": ("tests/test_projections.py", "tests/stateful"),
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py",),
+    "archive": (
+        "tests/test_archive.py",
+        "tests/test_archive_properties.py",
+        "tests/test_cli_archive.py",
+    ),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
