@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -208,13 +207,13 @@ def archive(
             "deleted nothing): choose another path or remove the file"
         )
     resumed = data_exists and manifest_exists and not dry_run
+    service.catch_up_projections()  # deletion waits for the read models
     if resumed:
         manifest = _read_manifest(manifest_path)
         _check_store_matches(service, manifest, manifest_path)
     else:
         if data_exists and dry_run:
             raise InvalidArgument(f"{str(path)!r} exists; a dry run needs a new path")
-        service.catch_up_projections()
         now = service.now()
         ids = store.candidates(PolicyQuery.of(service.policy), now, moment, kinds)
         records = _finished(service, store, ids, now, moment, kinds, chunk)
@@ -237,7 +236,7 @@ def archive(
     archived = already = 0
     kept: dict[str, int] = {}
     done = 0
-    archived_at = time.time()
+    archived_at = service.now().timestamp()
     now = service.now()
     for batch in _chunks(_read_records(path), chunk):
         todo = batch
