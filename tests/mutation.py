@@ -47,7 +47,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_service.py",
         "tests/test_projections.py",
         "tests/test_whatif.py",
-    ),  # noqa: E501
+    ),
     "views": ("tests/test_service.py", "tests/test_properties.py", "tests/stateful"),
     "projections": ("tests/test_projections.py", "tests/stateful"),
     "whatif": ("tests/test_whatif.py",),

@@ -408,12 +408,15 @@ def test_an_existing_file_without_a_manifest_is_not_overwritten(
     assert len(raw(service, "permanent")) == 2
 
 
-def test_restore_needs_the_same_cipher_key(tmp_path: Path, clock: FakeClock) -> None:
+def test_an_encrypted_compressed_archive_restores_only_with_its_key(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     from msgstate import generate_cipher_key
 
     url = f"sqlite:///{tmp_path / 'enc.db'}"
     key = generate_cipher_key()
-    service = MessageService.open(url, policy=POLICY, clock=clock, cipher_key=key)
+    options: dict[str, Any] = {"cipher_key": key, "compress": True}
+    service = MessageService.open(url, policy=POLICY, clock=clock, **options)
     kinds = make_messages(service, clock)
     before_raw = {m: raw(service, m) for m in kinds}
     clock.advance(3600)
@@ -424,11 +427,17 @@ def test_restore_needs_the_same_cipher_key(tmp_path: Path, clock: FakeClock) -> 
     assert b"delivered-0" not in path.read_bytes()
 
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    wrong = MessageService.open(other, clock=clock, cipher_key=generate_cipher_key())
-    with pytest.raises(ArchiveInvalid):
+    wrong = MessageService.open(
+        other, clock=clock, cipher_key=generate_cipher_key(), compress=True
+    )
+    with pytest.raises(ArchiveInvalid, match="cannot be decoded"):
         wrong.restore(path)
     wrong.close()
-    right = MessageService.open(url, policy=POLICY, clock=clock, cipher_key=key)
+    plain = MessageService.open(f"sqlite:///{tmp_path / 'plain.db'}", clock=clock)
+    with pytest.raises(ArchiveInvalid, match="encrypted=True, compressed=True"):
+        plain.restore(path)
+    plain.close()
+    right = MessageService.open(url, policy=POLICY, clock=clock, **options)
     right.restore(path)
     assert {m: raw(right, m) for m in kinds} == before_raw
     right.close()
