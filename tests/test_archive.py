@@ -546,3 +546,67 @@ def test_a_batch_in_another_service_gets_message_archived_on_its_next_try(
     finally:
         first.close()
         other.close()
+
+
+def test_an_id_never_created_is_plainly_not_found(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    service = make_service(POLICY)
+    make_messages(service, clock)
+    clock.advance(3600)
+    service.archive(before=clock(), to=tmp_path / "a.jsonl")
+
+    with pytest.raises(MessageNotFound) as caught:
+        service.get("never-created")
+
+    assert type(caught.value) is MessageNotFound
+    assert caught.value.code is ErrorCode.MESSAGE_NOT_FOUND
+
+
+def test_an_older_archive_does_not_restore_what_a_newer_one_holds(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    service = make_service(POLICY)
+    kinds = make_messages(service, clock)
+    clock.advance(3600)
+    first = service.archive(before=clock(), to=tmp_path / "a.jsonl")
+    service.restore(tmp_path / "a.jsonl")
+    service.create("newest", sender="s", user_id="u")  # SQLite keeps the newest
+    service.archive(before=clock(), to=tmp_path / "b.jsonl")
+
+    again = service.restore(tmp_path / "a.jsonl")
+
+    assert again.restored == 0
+    assert again.skipped == {"archived by another archive": first.archived}
+    with pytest.raises(MessageArchived) as caught:
+        service.get("permanent")
+    assert caught.value.archive_file == "b.jsonl"
+    assert service.restore(tmp_path / "b.jsonl").restored == first.archived
+    assert all(raw(service, m) for m in kinds)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_resumed_archive_keeps_what_is_no_longer_finished(
+    store: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Rerun (same path) under a policy that would resend the exhausted ones."""
+    url = backend_url(store, tmp_path)
+    service = MessageService.open(url, policy=POLICY, clock=clock)
+    kinds = make_messages(service, clock)
+    clock.advance(3600)
+    first = service.archive(before=clock(), to=tmp_path / "a.jsonl")
+    service.restore(tmp_path / "a.jsonl")  # as if the deletes had not happened
+    service.create("newest", sender="s", user_id="u")  # SQLite keeps the newest
+    service.close()
+    lenient = MessageService.open(url, policy=ResendPolicy(max_attempts=5), clock=clock)
+    try:
+        again = lenient.archive(before=clock(), to=tmp_path / "a.jsonl")
+
+        assert again.resumed
+        assert again.kept == {"no longer finished": 2}  # exhausted-0, exhausted-1
+        assert again.archived == first.archived - 2
+        assert raw(lenient, "exhausted-0") != []
+        assert raw(lenient, "delivered-0") == []
+        assert kinds["exhausted-0"] == "dead"
+    finally:
+        lenient.close()
