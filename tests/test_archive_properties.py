@@ -29,6 +29,7 @@ from tests.conftest import backend_url
 from tests.strategies import CATALOG_CLASSES, machine_policies, message_scripts
 from tests.support import FakeClock
 
+TRANSIENT_CODES = sorted(c for c, k in CATALOG_CLASSES.items() if k == "TRANSIENT")
 _EXAMPLES = {"memory": 100, "sqlite": 100, "postgres": 25}
 
 
@@ -103,12 +104,14 @@ def test_archiving_never_touches_an_unfinished_message(
     @given(
         policy=machine_policies(),
         scripts=st.lists(message_scripts(), min_size=1, max_size=6),
+        lead=st.sampled_from(TRANSIENT_CODES),
         cut=st.floats(0, 1),
         later=st.integers(0, 600),
     )
     def check(
         policy: ResendPolicy,
         scripts: list[tuple[bool, list[tuple[Any, ...]]]],
+        lead: int,
         cut: float,
         later: int,
     ) -> None:
@@ -121,7 +124,10 @@ def test_archiving_never_touches_an_unfinished_message(
             clock=clock,
         )
         try:
-            ids = []
+            # A first message that failed transiently: often still resendable.
+            ids = [f"ex{n}-lead"]
+            run_script(service, clock, ids[0], False, [("fail", lead)])
+            clock.advance(1)
             for i, (online, steps) in enumerate(scripts):
                 msg_id = f"ex{n}-m{i}"
                 run_script(service, clock, msg_id, online, steps)
