@@ -7,15 +7,18 @@ may be resent, and every decision can be replayed from the stored history.
 
 from msgstate.aio import AsyncMessageService
 from msgstate.application import MessageService, setup_schema
+from msgstate.archive import ArchiveReport, RestoreReport
 from msgstate.batch import Batch
 from msgstate.codes import CodeInfo, RetryClass
 from msgstate.domain import Message
 from msgstate.errors import (
+    ArchiveInvalid,
     ConcurrencyConflict,
     DeliveryConflict,
     DuplicateMessage,
     ErrorCode,
     InvalidArgument,
+    MessageArchived,
     MessageNotFound,
     MsgStateError,
     ProjectionTimeout,
@@ -45,6 +48,8 @@ __all__ = [
     "DATABASE_URL_ENV",
     "MESSAGE_NAMESPACE",
     "TRANSITIONS",
+    "ArchiveInvalid",
+    "ArchiveReport",
     "AsyncMessageService",
     "AsyncResendWorker",
     "AsyncTransport",
@@ -59,6 +64,7 @@ __all__ = [
     "HistoryEntry",
     "InvalidArgument",
     "Message",
+    "MessageArchived",
     "MessageNotFound",
     "MessageService",
     "MessageStatus",
@@ -69,6 +75,7 @@ __all__ = [
     "ResendPolicy",
     "ResendRefused",
     "ResendWorker",
+    "RestoreReport",
     "RetryClass",
     "SendError",
     "SendNotOverdue",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from msgstate.errors import (
     DuplicateMessage,
     ErrorCode,
     InvalidArgument,
+    MessageArchived,
     MessageNotFound,
     MsgStateError,
     ProjectionTimeout,
@@ -62,6 +64,9 @@ from msgstate.views import HistoryEntry, MessageView, view_of
 from msgstate.whatif import WhatIfReport, simulate
 
 if TYPE_CHECKING:
+    from eventsourcing.persistence import ApplicationRecorder
+
+    from msgstate.archive import ArchiveReport, Progress, RestoreReport
     from msgstate.batch import Batch
 
 __all__ = ["DATABASE_URL_ENV", "MessageService", "setup_schema"]
@@ -234,6 +239,16 @@ class MessageService(Application[UUID]):
             return PostgresStoreFactory(env)
         return super().construct_factory(env)
 
+    def construct_recorder(self) -> ApplicationRecorder:
+        """The memory store gets a recorder that can delete archived streams."""
+        from eventsourcing.popo import POPOFactory
+
+        if isinstance(self.factory, POPOFactory):
+            from msgstate.archive import ArchivingPOPORecorder
+
+            return ArchivingPOPORecorder()
+        return super().construct_recorder()
+
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # The URL is authoritative: eventsourcing's own environment variables
         # (PERSISTENCE_MODULE, MSGSTATE_SQLITE_DBNAME, ...) must not redirect storage.
@@ -286,6 +301,7 @@ class MessageService(Application[UUID]):
             with self._storage_errors():
                 self.save(message)
         except IntegrityError:
+            self._forget_cached(msg_id)  # the store has the last word (archived?)
             message = self._load(msg_id)
             _check_same_creation(message, fields)
         return view_of(message, self._policy)
@@ -560,7 +576,7 @@ class MessageService(Application[UUID]):
         msg_id = check.identifier("msg_id", msg_id)
         events = self._events(msg_id)
         if not events:
-            raise MessageNotFound(f"message {msg_id!r} not found")
+            raise self._not_found(msg_id)
         return [_history_entry(e) for e in events]
 
     def get_at(
@@ -591,7 +607,7 @@ class MessageService(Application[UUID]):
                         projector_func=_project,
                     )
             except AggregateNotFoundError:
-                raise MessageNotFound(f"message {msg_id!r} not found") from None
+                raise self._not_found(msg_id) from None
             if message.version < version:  # the stream is shorter than asked
                 raise InvalidArgument(
                     f"message {msg_id!r} has {message.version} versions; "
@@ -601,7 +617,7 @@ class MessageService(Application[UUID]):
         moment = check.aware_datetime("at", at)
         events = self._events(msg_id)
         if not events:
-            raise MessageNotFound(f"message {msg_id!r} not found")
+            raise self._not_found(msg_id)
         prefix = []
         for e in events:
             if e.at > moment:
@@ -779,6 +795,64 @@ class MessageService(Application[UUID]):
                     )
                 time.sleep(0.01)
 
+    # -- retention --
+
+    def archive(
+        self,
+        before: datetime,
+        to: str | os.PathLike[str],
+        *,
+        include: Sequence[str] = ("delivered", "dead"),
+        dry_run: bool = False,
+        chunk: int = 500,
+        progress: Progress | None = None,
+    ) -> ArchiveReport:
+        """Move finished messages last changed before ``before`` to the file ``to``.
+
+        Finished: ``"delivered"`` (``SEND_SUCC``) and ``"dead"`` (in
+        :meth:`dead_letters` now: failed, and this service's policy will never
+        resend it). Writes their complete stored histories as JSON lines with a
+        manifest (``to`` + ``.manifest.json``), reads the file back and checks
+        it, then deletes those streams, their snapshots and read-model rows, one
+        transaction per chunk; an archived id then answers
+        :class:`MessageArchived` and can never be created again. Running it
+        again with the same ``to`` finishes an interrupted archive. ``dry_run``
+        only counts. ``chunk`` messages are deleted per transaction.
+        ``progress(phase, done, total)`` is called as it goes. See
+        ``docs/storage.md`` (Retention).
+        """
+        from msgstate.archive import archive
+
+        with self._storage_errors():
+            return archive(
+                self,
+                before=before,
+                to=to,
+                include=include,
+                dry_run=dry_run,
+                chunk=chunk,
+                progress=progress,
+            )
+
+    def restore(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        chunk: int = 500,
+        progress: Progress | None = None,
+    ) -> RestoreReport:
+        """Put the messages archived to ``path`` back, byte for byte.
+
+        Checks the manifest and the file first (:class:`ArchiveInvalid`); restores
+        the messages this archive removed (same versions, timestamps and events;
+        read models updated). Restoring again restores nothing (each message is
+        reported as already in the store).
+        """
+        from msgstate.archive import restore
+
+        with self._storage_errors():
+            return restore(self, path, chunk=chunk, progress=progress)
+
     # -- audit and replay --
 
     def export_history(
@@ -923,9 +997,32 @@ class MessageService(Application[UUID]):
 
     def _find(self, msg_id: str) -> Message | None:
         try:
-            return self._load(msg_id)
-        except MessageNotFound:
+            with self._storage_errors():
+                message: Message = self.repository.get(
+                    Message.create_id(msg_id), projector_func=_project
+                )
+        except AggregateNotFoundError:
             return None
+        return message
+
+    def _not_found(self, msg_id: str) -> MessageNotFound:
+        """:class:`MessageArchived` if ``msg_id`` was archived, else not found."""
+        from msgstate.archive import archived_file
+
+        with self._storage_errors():
+            file = archived_file(self, Message.create_id(msg_id))
+        if file is None:
+            return MessageNotFound(f"message {msg_id!r} not found")
+        return MessageArchived(
+            f"message {msg_id!r} was archived to {file!r}; restore that archive "
+            "to read or change it (its id is never reused)",
+            archive_file=file,
+        )
+
+    def _forget_cached(self, msg_id: str) -> None:
+        if self.repository.cache is not None:
+            with contextlib.suppress(KeyError):
+                self.repository.cache.get(Message.create_id(msg_id), evict=True)
 
     def _load(self, msg_id: str) -> Message:
         try:
@@ -934,7 +1031,7 @@ class MessageService(Application[UUID]):
                     Message.create_id(msg_id), projector_func=_project
                 )
         except AggregateNotFoundError:
-            raise MessageNotFound(f"message {msg_id!r} not found") from None
+            raise self._not_found(msg_id) from None
         return message
 
     def _events(self, msg_id: str) -> list[Any]:
@@ -952,6 +1049,9 @@ class MessageService(Application[UUID]):
                 with self._storage_errors():
                     self.save(message)
             except IntegrityError:
+                # Reload from the store, not the cache: a stream archived by
+                # another process is refused here and absent there.
+                self._forget_cached(msg_id)
                 continue
             return view_of(message, self._policy)
         raise ConcurrencyConflict(

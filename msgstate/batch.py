@@ -21,7 +21,6 @@ from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
     InvalidArgument,
-    MessageNotFound,
     MsgStateError,
 )
 from msgstate.views import MessageView, view_of
@@ -68,6 +67,8 @@ class Batch:
             with self._service._storage_errors():
                 self._service.save(*dirty)
         except IntegrityError:
+            for message in dirty:  # the next try reloads them from the store
+                self._service._forget_cached(message.msg_id)
             raise ConcurrencyConflict(
                 f"another writer changed one of this batch's {len(dirty)} messages; "
                 "nothing was saved, run the batch again"
@@ -105,7 +106,7 @@ class Batch:
         self._check_open()
         message = self._find(checked)
         if message is None:
-            raise MessageNotFound(f"message {checked!r} not found")
+            raise self._service._not_found(checked)
         return view_of(message, self._service.policy)
 
     # -- commands --
@@ -188,7 +189,7 @@ class Batch:
         self._check_open()
         message = self._find(msg_id)
         if message is None:
-            raise MessageNotFound(f"message {msg_id!r} not found")
+            raise self._service._not_found(msg_id)
         change(message)  # refusals raise before any event is triggered
         return view_of(message, self._service.policy)
 

@@ -41,6 +41,7 @@ from attrs import fields
 from msgstate import __version__
 from msgstate._simulation import MAX_MESSAGES, SimulationSummary, simulate
 from msgstate.application import DATABASE_URL_ENV, MessageService
+from msgstate.archive import ArchiveReport
 from msgstate.codes import CodeInfo, catalog, find, lookup
 from msgstate.errors import ErrorCode, InvalidArgument, MsgStateError
 from msgstate.policy import Decision, ResendPolicy
@@ -1390,3 +1391,155 @@ def worker_command(
         "status_counts": {s.name: n for s, n in counts.items() if n},
     }
     _print_json(summary)
+
+
+# -- retention --
+
+
+def _parse_before(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00+00:00)",
+            param_hint="'--before'",
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@contextmanager
+def _phase_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback for archive/restore: a bar per phase on a terminal."""
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet or not sys.stderr.isatty(),
+        transient=True,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total or None)
+            progress.update(tasks[phase], completed=done, total=total or None)
+
+        yield report
+
+
+@cli.command("archive")
+@db_option
+@click.option(
+    "--before",
+    required=True,
+    metavar="ISO",
+    help="Archive finished messages last changed before this time (no zone: UTC).",
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="The archive file (JSON lines); its manifest is PATH.manifest.json. "
+    "Give the same PATH again to finish an interrupted archive.",
+)
+@click.option(
+    "--include",
+    "include",
+    multiple=True,
+    type=click.Choice(["delivered", "dead"]),
+    help="What to archive (repeatable; default: delivered and dead).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count; write nothing.")
+@click.option(
+    "--chunk",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="Messages deleted per transaction.",
+)
+@policy_option
+@json_option
+def archive_command(
+    db: str,
+    before: str,
+    to: Path,
+    include: tuple[str, ...],
+    dry_run: bool,
+    chunk: int,
+    policy_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Move finished histories out of the store into an archive file.
+
+    Delivered messages, and dead ones (failed, and the policy (--policy) will
+    never resend them), whose last change is older than --before: written with
+    a manifest, read back and checked, then deleted from the store in chunks.
+    Their ids answer MESSAGE_ARCHIVED until restored and are never reused.
+    """
+    moment = _parse_before(before)
+    kinds = include or ("delivered", "dead")
+    with (
+        open_service(db, policy=load_policy(policy_file)) as service,
+        _phase_progress(as_json) as report,
+    ):
+        result = service.archive(
+            before=moment,
+            to=to,
+            include=kinds,
+            dry_run=dry_run,
+            chunk=chunk,
+            progress=report,
+        )
+    if as_json:
+        _print_json(archive_dict(result))
+        return
+    table = Table(
+        title=f"archive{' (dry run)' if result.dry_run else ''}: {result.path}",
+        show_header=False,
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("messages", f"{result.messages:,}")
+    table.add_row("events", f"{result.events:,}")
+    if not result.dry_run:
+        table.add_row("deleted from the store", f"{result.archived:,}")
+        if result.resumed:
+            table.add_row("deleted by the interrupted run", f"{result.already:,}")
+        for reason, count in sorted(result.kept.items()):
+            table.add_row(f"kept in the store: {reason}", f"{count:,}")
+        table.add_row("sha256", result.sha256)
+    _console().print(table)
+
+
+def archive_dict(result: ArchiveReport) -> dict[str, Any]:
+    """An :class:`ArchiveReport` as JSON."""
+    return {f.name: getattr(result, f.name) for f in fields(type(result))}
+
+
+@cli.command("restore")
+@db_option
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+def restore_command(db: str, path: Path, as_json: bool) -> None:
+    """Put the messages of an archive file back into the store, unchanged.
+
+    Checks the manifest (PATH.manifest.json) and the file first. Restoring twice
+    restores nothing the second time.
+    """
+    with open_service(db) as service, _phase_progress(as_json) as report:
+        result = service.restore(path, progress=report)
+    if as_json:
+        _print_json({f.name: getattr(result, f.name) for f in fields(type(result))})
+        return
+    table = Table(title=f"restore: {result.path}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("restored messages", f"{result.restored:,}")
+    table.add_row("restored events", f"{result.events:,}")
+    for reason, count in sorted(result.skipped.items()):
+        table.add_row(f"skipped: {reason}", f"{count:,}")
+    _console().print(table)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ArchiveInvalid",
     "ConcurrencyConflict",
     "DeliveryConflict",
     "DuplicateMessage",
     "ErrorCode",
     "InvalidArgument",
+    "MessageArchived",
     "MessageNotFound",
     "MsgStateError",
     "ProjectionTimeout",
@@ -74,6 +76,11 @@ class ErrorCode(IntEnum):
     STORAGE_UNAVAILABLE = 1020
     """The database could not be reached within ``connect_timeout``, or the
     connection was lost; repeat the command with the same arguments later."""
+    MESSAGE_ARCHIVED = 1027
+    """The message was archived (moved out of the store); restore its archive to
+    read it again. Its id is never reused."""
+    ARCHIVE_INVALID = 1028
+    """An archive file or its manifest is missing, damaged, or does not match."""
 
 
 class MsgStateError(Exception):
@@ -100,6 +107,27 @@ class MessageNotFound(MsgStateError):
     """No message with that id (or none yet at the requested version or time)."""
 
     default_code = ErrorCode.MESSAGE_NOT_FOUND
+
+
+class MessageArchived(MessageNotFound):
+    """The message was archived: it is in an archive file, no longer in the store.
+
+    ``archive_file`` names the file (as recorded when it was archived).
+    """
+
+    default_code = ErrorCode.MESSAGE_ARCHIVED
+
+    def __init__(
+        self, desc: str, code: ErrorCode | None = None, *, archive_file: str = ""
+    ) -> None:
+        super().__init__(desc, code)
+        self.archive_file: str = archive_file
+
+
+class ArchiveInvalid(MsgStateError):
+    """An archive or its manifest is missing, damaged, or does not match the store."""
+
+    default_code = ErrorCode.ARCHIVE_INVALID
 
 
 class InvalidArgument(MsgStateError, ValueError):

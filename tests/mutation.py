@@ -72,6 +72,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "web/auth": ("tests/test_web.py",),
     "web/rates": ("tests/test_web.py",),
     "web/diagram": ("tests/test_web.py",),
+    "archive": (
+        "tests/test_archive.py",
+        "tests/test_archive_properties.py",
+        "tests/test_cli_archive.py",
+    ),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).

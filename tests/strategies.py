@@ -32,6 +32,7 @@ __all__ = [
     "identifiers",
     "invalid_policy_kwargs",
     "machine_policies",
+    "message_scripts",
     "msg_ids",
     "policies",
     "request_ids",
@@ -522,3 +523,19 @@ def invalid_policy_kwargs(draw: st.DrawFn) -> dict[str, object]:
     }
     name = draw(st.sampled_from(sorted(choices)))
     return draw(choices[name])
+
+
+@st.composite
+def message_scripts(draw: st.DrawFn) -> tuple[bool, list[tuple[Any, ...]]]:
+    """``(online_user_only, steps)``: what a transport reports about one message.
+
+    Steps are ``("fail", code)``, ``("resend",)``, ``("deliver",)`` and
+    ``("wait", seconds)``; a step the message refuses is simply skipped.
+    """
+    step = st.one_of(
+        st.tuples(st.just("fail"), error_codes()),
+        st.tuples(st.just("resend")),
+        st.tuples(st.just("deliver")),
+        st.tuples(st.just("wait"), st.integers(1, 60)),
+    )
+    return draw(st.booleans()), draw(st.lists(step, max_size=8))

@@ -273,7 +273,7 @@ def _overview(console: _Console, request: Request) -> Response:
     dead = dead_letters_by_reason(service)
     stuck = None
     if console.has_stuck:
-        stuck = len(service.stuck_sends(now=now, limit=READ_LIMIT))  # type: ignore[attr-defined]
+        stuck = len(service.stuck_sends(now=now, limit=READ_LIMIT))
     charts = {}
     for key, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
         series = console.rates.series(span)
@@ -441,7 +441,7 @@ def _stuck(console: _Console, request: Request) -> Response:
     now = _parse_now(params.get("now"), service)
     size = _parse_int("size", params.get("size"), console.page_size, 1, 1000)
     offset = _parse_int("offset", params.get("offset"), 0, 0, READ_LIMIT)
-    views = service.stuck_sends(now=now, limit=min(READ_LIMIT, offset + size + 1))  # type: ignore[attr-defined]
+    views = service.stuck_sends(now=now, limit=min(READ_LIMIT, offset + size + 1))
     rows = views[offset : offset + size]
     pinned = _when(now)
     return console.render(
@@ -621,9 +621,7 @@ async def _action(request: Request) -> Response:
                 console.service.resend(msg_id, actor=actor)
             else:
                 attempt = _parse_int("attempt", form.get("attempt"), 0, 1, 2**31)
-                console.service.expire_send(  # type: ignore[attr-defined]
-                    msg_id, attempt=attempt, actor=actor
-                )
+                console.service.expire_send(msg_id, attempt=attempt, actor=actor)
 
     try:
         await run_in_threadpool(act)  # the service blocks; the event loop must not
