@@ -50,6 +50,19 @@ class Message(Aggregate):
         content: str  # canonical JSON text, so no transcoder ever reinterprets it
         at: datetime
 
+    class CreatedSealed(Created):
+        """As ``Created``, in a forgettable store: the personal fields are sealed.
+
+        ``sender``, ``user_id``, ``group_id``, ``cloud_custom_data`` and ``content``
+        hold placeholders; their values are in ``sealed``, encrypted with the
+        message's data key (see :mod:`msgstate.keys`).
+        """
+
+        sealed: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.sealed = self.sealed
+
     class SendFailed(Aggregate.Event):
         """The transport reported that send ``attempt`` failed with ``code``."""
 
@@ -75,6 +88,22 @@ class Message(Aggregate):
         seq: str
         server_time: datetime
         at: datetime
+
+    class Forgotten(Aggregate.Event):
+        """The message's data key was destroyed: its personal fields are gone.
+
+        Changes no status; ``attempt`` is the attempt current when it happened.
+        """
+
+        attempt: int
+        actor: str
+        reason: str
+        at: datetime
+
+    # Defaults for snapshots and histories from before these attributes existed.
+    sealed: str | None = None
+    forgotten_at: datetime | None = None
+    forgotten_by: str | None = None
 
     @staticmethod
     def create_id(msg_id: str) -> UUID:
@@ -134,6 +163,30 @@ class Message(Aggregate):
         self.seq: str | None = None
         self.server_time: datetime | None = None
         self.delivered_at: datetime | None = None
+
+    @classmethod
+    def create_keyed(
+        cls, stream_id: UUID, msg_id: str, at: datetime, **fields: Any
+    ) -> Message:
+        """A new message in stream ``stream_id`` (a store with keyed stream ids)."""
+        return cls._create(cls.Created, id=stream_id, msg_id=msg_id, at=at, **fields)
+
+    @classmethod
+    def create_sealed(
+        cls, stream_id: UUID, msg_id: str, at: datetime, sealed: str, **fields: Any
+    ) -> Message:
+        """A new message whose personal fields are sealed (``fields``: placeholders).
+
+        ``stream_id`` is given, not derived, because the store chooses the scheme.
+        """
+        return cls._create(
+            cls.CreatedSealed,
+            id=stream_id,
+            msg_id=msg_id,
+            at=at,
+            sealed=sealed,
+            **fields,
+        )
 
     @property
     def status(self) -> MessageStatus:
@@ -236,7 +289,21 @@ class Message(Aggregate):
         _next_status(self.status, "Delivered")
         self._delivered(attempt=attempt, seq=seq, server_time=server_time, at=at)
 
+    def forget(self, *, actor: str, reason: str, at: datetime) -> None:
+        """Record that the message's personal fields were destroyed (once)."""
+        if self.forgotten_at is not None:
+            return
+        _next_status(self.status, "Forgotten")
+        self._forgotten(attempt=self.attempts, actor=actor, reason=reason, at=at)
+
     # -- events --
+
+    @event(Forgotten)
+    def _forgotten(self, attempt: int, actor: str, reason: str, at: datetime) -> None:
+        self.status_value = int(_next_status(self.status, "Forgotten"))
+        self.forgotten_at = at
+        self.forgotten_by = actor
+        self.sealed = None  # later snapshots don't even keep the ciphertext
 
     @event(SendFailed)
     def _send_failed(

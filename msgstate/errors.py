@@ -18,6 +18,7 @@ __all__ = [
     "InvalidArgument",
     "MessageNotFound",
     "MsgStateError",
+    "NotForgettable",
     "ProjectionTimeout",
     "ResendRefused",
     "StorageError",
@@ -65,6 +66,8 @@ class ErrorCode(IntEnum):
     SEND_TIMED_OUT = 1015
     """Recorded as a send failure (retry class ``AMBIGUOUS``): a send stayed
     ``SENDING`` past the policy's ``send_timeout`` and was expired. Never raised."""
+    NOT_FORGETTABLE = 1023
+    """``forget``: the message was not created in a forgettable store."""
 
 
 class MsgStateError(Exception):
@@ -136,3 +139,9 @@ class ProjectionTimeout(MsgStateError, TimeoutError):
     """``wait_for_projections`` ran out of time."""
 
     default_code = ErrorCode.PROJECTION_TIMEOUT
+
+
+class NotForgettable(MsgStateError):
+    """``forget`` of a message whose fields were not sealed with a data key."""
+
+    default_code = ErrorCode.NOT_FORGETTABLE

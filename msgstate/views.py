@@ -56,6 +56,9 @@ class MessageView:
     next_retry_at: datetime | None
     """When the backoff after the last failure ends (``None`` unless SEND_FAIL)."""
     version: int
+    forgotten: bool = False
+    """True once :meth:`~msgstate.MessageService.forget` destroyed the personal
+    fields; they then show the ``msgstate.keys.FORGOTTEN`` markers."""
 
 
 @frozen
@@ -64,7 +67,8 @@ class HistoryEntry:
 
     version: int
     event: str
-    """The event class name: Created, SendFailed, ResendRequested or Delivered."""
+    """The event class name: Created, SendFailed, ResendRequested, Delivered or
+    Forgotten (a sealed creation is shown as Created)."""
     recorded_at: datetime
     """Domain time from the service's clock when the event was recorded."""
     attempt: int
