@@ -17,11 +17,13 @@ from msgstate.errors import (
     InvalidArgument,
     MessageNotFound,
     MsgStateError,
+    NotForgettable,
     ProjectionTimeout,
     ResendRefused,
     StorageError,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
+from msgstate.keys import FORGOTTEN, FORGOTTEN_CONTENT, PERSONAL_FIELDS
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
@@ -31,7 +33,10 @@ from msgstate.whatif import MessageWhatIf, WhatIfReport
 
 __all__ = [
     "DATABASE_URL_ENV",
+    "FORGOTTEN",
+    "FORGOTTEN_CONTENT",
     "MESSAGE_NAMESPACE",
+    "PERSONAL_FIELDS",
     "TRANSITIONS",
     "Batch",
     "CodeInfo",
@@ -50,6 +55,7 @@ __all__ = [
     "MessageView",
     "MessageWhatIf",
     "MsgStateError",
+    "NotForgettable",
     "ProjectionTimeout",
     "ResendPolicy",
     "ResendRefused",
