@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from attrs import evolve
 from eventsourcing.domain import Aggregate, event
@@ -24,6 +23,7 @@ from msgstate.errors import (
     ResendRefused,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
+from msgstate.keys import uuid5_stream_id
 from msgstate.status import MessageStatus, target_status
 
 if TYPE_CHECKING:
@@ -107,8 +107,12 @@ class Message(Aggregate):
 
     @staticmethod
     def create_id(msg_id: str) -> UUID:
-        """The aggregate id of ``msg_id``: ``uuid5(MESSAGE_NAMESPACE, msg_id)``."""
-        return _stream_id(msg_id)
+        """The aggregate id of ``msg_id``: ``uuid5(MESSAGE_NAMESPACE, msg_id)``.
+
+        The scheme of every store without a cipher key; the service maps ids
+        through :meth:`MessageService.stream_id`, which knows the store's scheme.
+        """
+        return uuid5_stream_id(msg_id)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Message:
         """A cheap deep copy: every field is immutable but these three lists.
@@ -359,11 +363,6 @@ class Message(Aggregate):
             )
             raise InvalidArgument(msg)
         return attempt
-
-
-@lru_cache(maxsize=65_536)
-def _stream_id(msg_id: str) -> UUID:
-    return uuid5(MESSAGE_NAMESPACE, msg_id)
 
 
 def _next_status(source: MessageStatus | None, event_name: str) -> MessageStatus:

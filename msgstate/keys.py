@@ -96,7 +96,7 @@ class StreamIds:
             )
         self.scheme = scheme
         if scheme == UUID5:
-            self._of: Callable[[str], UUID] = _uuid5_of
+            self._of: Callable[[str], UUID] = uuid5_stream_id
         else:
             assert cipher_key is not None
             key = hkdf_sha256(base64.b64decode(cipher_key), b"msgstate stream ids v1")
@@ -108,7 +108,8 @@ class StreamIds:
 
 
 @lru_cache(maxsize=65_536)
-def _uuid5_of(msg_id: str) -> UUID:
+def uuid5_stream_id(msg_id: str) -> UUID:
+    """``uuid5(MESSAGE_NAMESPACE, msg_id)``: the scheme without a keyed hash."""
     return uuid5(MESSAGE_NAMESPACE, msg_id)
 
 
