@@ -470,13 +470,21 @@ class _SQLiteMeta(_Meta):
         self.datastore = datastore
 
     def read(self) -> dict[str, str]:
-        with self.datastore.transaction(commit=True) as c:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                [META_TABLE],
+            )
+            exists = c.fetchone()[0]
+            if exists:
+                c.execute(f"SELECT name, value FROM {META_TABLE}")
+                return {str(row[0]): str(row[1]) for row in c.fetchall()}
+        with self.datastore.transaction(commit=True) as c:  # no DDL when it exists
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, "
                 "value TEXT NOT NULL) WITHOUT ROWID"
             )
-            c.execute(f"SELECT name, value FROM {META_TABLE}")
-            return {str(row[0]): str(row[1]) for row in c.fetchall()}
+        return {}
 
     def record(self, name: str, value: str) -> str:
         with self.datastore.transaction(commit=True) as c:
@@ -501,16 +509,20 @@ class _PostgresMeta(_Meta):
     def read(self) -> dict[str, str]:
         from psycopg.sql import SQL
 
-        _create_concurrently(
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT to_regclass(%s) AS found", (self._table.as_string(),))
+            row = c.fetchone()
+            if row is not None and row["found"] is not None:
+                c.execute(SQL("SELECT name, value FROM {0}").format(self._table))
+                return {row["name"]: row["value"] for row in c.fetchall()}
+        _create_concurrently(  # no DDL when it exists
             self.datastore,
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (name text PRIMARY KEY, "
                 "value text NOT NULL)"
             ).format(self._table),
         )
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(SQL("SELECT name, value FROM {0}").format(self._table))
-            return {row["name"]: row["value"] for row in c.fetchall()}
+        return {}
 
     def record(self, name: str, value: str) -> str:
         from psycopg.sql import SQL
