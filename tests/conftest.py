@@ -27,6 +27,16 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile("soak", max_examples=2_000, deadline=None)
+# Mutation testing (tests/mutation.py): derandomized so a mutant's verdict is
+# reproducible, no example database so one mutant's failure cannot leak into another.
+settings.register_profile(
+    "mutation",
+    max_examples=50,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(
     os.environ.get(
         "HYPOTHESIS_PROFILE",

@@ -1,0 +1,185 @@
+"""Mutation testing for msgstate: ``python -m tests.mutation MODULE [MODULE ...]``.
+
+Runs `mutmut <https://mutmut.readthedocs.io>`_ (3.x) on one module of the package at
+a time, with only the tests that exercise it, and prints the score. Each module gets
+its own working directory, ``.mutation/<module>/`` (git-ignored), holding a copy of
+the package, the tests and a ``pyproject.toml`` whose ``[tool.mutmut]`` section this
+script writes; mutmut's results stay there, so afterwards
+
+    cd .mutation/policy && mutmut results      # every mutant and its verdict
+    cd .mutation/policy && mutmut show NAME     # the diff of one mutant
+
+work as documented by mutmut. A second run re-tests only what changed (mutmut's own
+cache); ``--fresh`` starts over.
+
+Adding a module is one line in :data:`MODULES`: its name and the tests to run.
+
+Mutants judged *equivalent* (no test can tell them from the original, because they
+do not change any answer of the public API) are listed in :data:`EQUIVALENT` with a
+sentence why; the score leaves them out. A listed name that no longer survives, or
+no longer exists, is reported so the list cannot go stale silently.
+
+The tests run with the hypothesis profile ``mutation`` (derandomized, so a verdict is
+reproducible) and without the PostgreSQL variants of the backend matrix (the logic
+mutated here is the same on every backend; PostgreSQL only makes each run slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: module -> the tests that exercise it (pytest paths, relative to the checkout).
+MODULES: dict[str, tuple[str, ...]] = {
+    "status": ("tests/test_status_and_codes.py", "tests/test_properties.py"),
+    "domain": ("tests/test_properties.py", "tests/test_service.py", "tests/stateful"),
+    "policy": (
+        "tests/test_properties.py",
+        "tests/test_policy_dict.py",
+        "tests/test_service.py",
+        "tests/test_projections.py",
+        "tests/test_whatif.py",
+    ),  # noqa: E501
+    "views": ("tests/test_service.py", "tests/test_properties.py", "tests/stateful"),
+    "projections": ("tests/test_projections.py", "tests/stateful"),
+    "whatif": ("tests/test_whatif.py",),
+    "batch": ("tests/test_batch.py",),
+}
+
+#: mutmut mutant name -> why it is equivalent (left out of the score).
+EQUIVALENT: dict[str, str] = {}
+
+#: Passed to every pytest run mutmut makes (after the test selection).
+PYTEST_ARGS = ("-p", "no:cacheprovider", "-k", "not postgres and not Postgres")
+
+_COPY = ("msgstate", "tests", "docs", "examples", "README.md", "CHANGELOG.md")
+
+
+def _config(module: str) -> str:
+    def toml_list(items: tuple[str, ...] | list[str]) -> str:
+        return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+    return (
+        "\n[tool.mutmut]\n"
+        f'source_paths = ["msgstate/{module}.py"]\n'
+        f"also_copy = {toml_list(list(_COPY))}\n"
+        f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(MODULES[module])}\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+def prepare(module: str, fresh: bool) -> Path:
+    """The working directory for ``module``: a copy of the checkout plus config."""
+    work = ROOT / ".mutation" / module
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in _COPY:
+        source = ROOT / name
+        target = work / name
+        if source.is_dir():
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(
+                source,
+                target,
+                ignore=shutil.ignore_patterns("__pycache__", "_build", "*.db*"),
+            )
+        else:
+            shutil.copy2(source, target)
+    pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
+    pyproject = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", pyproject)
+    (work / "pyproject.toml").write_text(pyproject + _config(module), "utf-8")
+    return work
+
+
+def results(work: Path) -> dict[str, str]:
+    """mutmut's verdict for every mutant in ``work``: name -> status."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    verdicts: dict[str, str] = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name.startswith("msgstate."):
+            verdicts[name] = status.strip()
+    return verdicts
+
+
+def summarise(module: str, verdicts: dict[str, str]) -> tuple[int, int, int]:
+    """Print the score of one module; returns (killed, counted, survivors)."""
+    killed = sum(1 for s in verdicts.values() if s in ("killed", "timeout"))
+    equivalent = [n for n in verdicts if n in EQUIVALENT]
+    survivors = [
+        n
+        for n, s in sorted(verdicts.items())
+        if s not in ("killed", "timeout") and n not in EQUIVALENT
+    ]
+    counted = len(verdicts) - len(equivalent)
+    score = 100.0 * killed / counted if counted else 100.0
+    print(
+        f"{module}: {killed}/{counted} killed ({score:.1f}%), "
+        f"{len(equivalent)} equivalent, {len(verdicts)} mutants"
+    )
+    for name in survivors:
+        print(f"  {verdicts[name]:<10} {name}")
+    prefix = f"msgstate.{module}."
+    for name in EQUIVALENT:
+        if name.startswith(prefix) and verdicts.get(name) != "survived":
+            state = verdicts.get(name, "no longer exists")
+            print(f"  stale equivalent ({state}): {name}")
+    return killed, counted, len(survivors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.mutation", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)}")
+    parser.add_argument("--all", action="store_true", help="every module")
+    parser.add_argument("--fresh", action="store_true", help="discard old results")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args(argv)
+    modules = list(MODULES) if args.all else args.modules
+    unknown = [m for m in modules if m not in MODULES]
+    if not modules or unknown:
+        parser.error(f"choose modules from: {', '.join(MODULES)}")
+    env = dict(os.environ, HYPOTHESIS_PROFILE="mutation")
+    env.pop("CI", None)
+    children = str(args.max_children)
+    status = 0
+    for module in modules:
+        started = time.monotonic()
+        work = prepare(module, args.fresh)
+        run = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", children],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+        if run.returncode != 0:
+            print(f"{module}: mutmut failed (exit {run.returncode})")
+            status = 1
+            continue
+        _, _, survivors = summarise(module, results(work))
+        print(f"  ({time.monotonic() - started:.0f} s; results in {work})")
+        status = status or int(survivors > 0)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
