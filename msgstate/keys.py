@@ -444,7 +444,7 @@ def key_store_beside(recorder: Any) -> KeyStore:
 
 
 def read_settings(recorder: Any) -> dict[str, str]:
-    """The rows of the event store's ``msgstate_meta`` table (created if absent)."""
+    """The rows of the event store's ``msgstate_meta`` table (none if absent)."""
     store = _meta(recorder)
     return {} if store is None else store.read()
 
@@ -476,18 +476,17 @@ class _SQLiteMeta(_Meta):
                 [META_TABLE],
             )
             exists = c.fetchone()[0]
-            if exists:
-                c.execute(f"SELECT name, value FROM {META_TABLE}")
-                return {str(row[0]): str(row[1]) for row in c.fetchall()}
-        with self.datastore.transaction(commit=True) as c:  # no DDL when it exists
+            if not exists:
+                return {}  # nothing recorded yet (and no DDL until something is)
+            c.execute(f"SELECT name, value FROM {META_TABLE}")
+            return {str(row[0]): str(row[1]) for row in c.fetchall()}
+
+    def record(self, name: str, value: str) -> str:
+        with self.datastore.transaction(commit=True) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, "
                 "value TEXT NOT NULL) WITHOUT ROWID"
             )
-        return {}
-
-    def record(self, name: str, value: str) -> str:
-        with self.datastore.transaction(commit=True) as c:
             c.execute(
                 f"INSERT INTO {META_TABLE} (name, value) VALUES (?, ?) "
                 "ON CONFLICT DO NOTHING",
@@ -512,21 +511,21 @@ class _PostgresMeta(_Meta):
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT to_regclass(%s) AS found", (self._table.as_string(),))
             row = c.fetchone()
-            if row is not None and row["found"] is not None:
-                c.execute(SQL("SELECT name, value FROM {0}").format(self._table))
-                return {row["name"]: row["value"] for row in c.fetchall()}
-        _create_concurrently(  # no DDL when it exists
+            if row is None or row["found"] is None:
+                return {}  # nothing recorded yet (and no DDL until something is)
+            c.execute(SQL("SELECT name, value FROM {0}").format(self._table))
+            return {row["name"]: row["value"] for row in c.fetchall()}
+
+    def record(self, name: str, value: str) -> str:
+        from psycopg.sql import SQL
+
+        _create_concurrently(
             self.datastore,
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (name text PRIMARY KEY, "
                 "value text NOT NULL)"
             ).format(self._table),
         )
-        return {}
-
-    def record(self, name: str, value: str) -> str:
-        from psycopg.sql import SQL
-
         with self.datastore.transaction(commit=True) as c:
             c.execute(
                 SQL(

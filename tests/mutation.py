@@ -47,11 +47,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_service.py",
         "tests/test_projections.py",
         "tests/test_whatif.py",
-    ),  # noqa: E501
+    ),
     "views": ("tests/test_service.py", "tests/test_properties.py", "tests/stateful"),
     "projections": ("tests/test_projections.py", "tests/stateful"),
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py",),
+    "keys": ("tests/test_privacy.py",),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
