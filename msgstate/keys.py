@@ -26,7 +26,8 @@ import json
 import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -245,6 +246,25 @@ KEYS_TABLE = "msgstate_data_keys"
 META_TABLE = "msgstate_meta"
 
 
+@contextmanager
+def _sqlite_write(datastore: Any) -> Iterator[Any]:
+    """A write transaction that takes SQLite's write lock first.
+
+    ``BEGIN IMMEDIATE`` waits (up to the lock timeout) for other writers; a
+    deferred transaction that reads first would fail at once if another process
+    wrote in between.
+    """
+    with datastore.get_connection(commit=True) as connection:
+        cursor = connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+
 class SQLiteKeyStore(KeyStore):
     """Keys in table ``msgstate_data_keys`` of a SQLite file (eventsourcing's pool).
 
@@ -255,14 +275,14 @@ class SQLiteKeyStore(KeyStore):
     def __init__(self, datastore: Any, *, shared: bool) -> None:
         self.datastore = datastore
         self._shared = shared
-        with datastore.transaction(commit=True) as c:
+        with _sqlite_write(datastore) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (stream_id TEXT PRIMARY "
                 "KEY, data_key BLOB, forgotten_at TEXT) WITHOUT ROWID"
             )
 
     def issue(self, stream_id: UUID) -> bytes | None:
-        with self.datastore.transaction(commit=True) as c:
+        with _sqlite_write(self.datastore) as c:
             c.execute(
                 f"INSERT INTO {KEYS_TABLE} (stream_id, data_key) VALUES (?, ?) "
                 "ON CONFLICT DO NOTHING",
@@ -285,16 +305,16 @@ class SQLiteKeyStore(KeyStore):
         return None if row is None or row[0] is None else bytes(row[0])
 
     def destroy(self, stream_id: UUID, at: datetime) -> None:
+        with _sqlite_write(self.datastore) as c:
+            c.execute("PRAGMA secure_delete = ON")
+            c.execute(
+                f"INSERT INTO {KEYS_TABLE} (stream_id, data_key, forgotten_at) "
+                "VALUES (?, NULL, ?) ON CONFLICT (stream_id) DO UPDATE SET "
+                "data_key = NULL, forgotten_at = excluded.forgotten_at",
+                [stream_id.hex, at.isoformat()],
+            )
+        # The old page (with the key) may still be in the write-ahead log.
         with self.datastore.get_connection(commit=True) as connection:
-            with connection.transaction(commit=True) as c:
-                c.execute("PRAGMA secure_delete = ON")
-                c.execute(
-                    f"INSERT INTO {KEYS_TABLE} (stream_id, data_key, forgotten_at) "
-                    "VALUES (?, NULL, ?) ON CONFLICT (stream_id) DO UPDATE SET "
-                    "data_key = NULL, forgotten_at = excluded.forgotten_at",
-                    [stream_id.hex, at.isoformat()],
-                )
-            # The old page (with the key) may still be in the write-ahead log.
             connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
@@ -482,7 +502,7 @@ class _SQLiteMeta(_Meta):
             return {str(row[0]): str(row[1]) for row in c.fetchall()}
 
     def record(self, name: str, value: str) -> str:
-        with self.datastore.transaction(commit=True) as c:
+        with _sqlite_write(self.datastore) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, "
                 "value TEXT NOT NULL) WITHOUT ROWID"
