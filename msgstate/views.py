@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from attrs import frozen
 
@@ -59,6 +60,9 @@ class MessageView:
     forgotten: bool = False
     """True once :meth:`~msgstate.MessageService.forget` destroyed the personal
     fields; they then show the ``msgstate.keys.FORGOTTEN`` markers."""
+    stream_id: UUID | None = None
+    """The message's stream id, which keys the backoff jitter (``None``: a view
+    made by hand; the jitter is then keyed by ``uuid5`` of ``msg_id``)."""
 
 
 @frozen
@@ -88,6 +92,7 @@ def view_of(message: Message, policy: ResendPolicy) -> MessageView:
             attempt=message.attempts,
             msg_id=message.msg_id,
             retry_after=message.last_retry_after,
+            stream_id=message.id,
         )
     return MessageView(
         msg_id=message.msg_id,
@@ -118,4 +123,5 @@ def view_of(message: Message, policy: ResendPolicy) -> MessageView:
         delivered_at=message.delivered_at,
         next_retry_at=next_retry_at,
         version=message.version,
+        stream_id=message.id,
     )

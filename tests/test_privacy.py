@@ -750,3 +750,33 @@ def test_group_message_keeps_its_shape_when_forgotten(
         view.group_id,
         view.cloud_custom_data,
     )
+
+
+def test_keyed_store_read_model_agrees_with_the_policy_under_jitter(
+    tmp_path: Path,
+) -> None:
+    """With keyed ids, the read model and the policy key the jitter alike: due_resends
+    is exactly the failed messages check_resend allows, at every moment."""
+    policy = ResendPolicy(
+        initial_interval=timedelta(seconds=10),
+        maximum_interval=timedelta(seconds=10),
+        jitter=0.9,
+        enforce_backoff=True,
+    )
+    clock = FakeClock()
+    service = MessageService.open(
+        f"sqlite:///{tmp_path / 'j.db'}",
+        cipher_key=generate_cipher_key(),
+        policy=policy,
+        clock=clock,
+    )
+    ids = [f"m{i}" for i in range(30)]
+    for msg_id in ids:
+        service.create(msg_id, sender="a", user_id="b")
+        service.record_failure(msg_id, code=6012)
+    for _ in range(20):
+        clock.advance(1)
+        expected = {m for m in ids if service.check_resend(m).allowed}
+        assert expected == {v.msg_id for v in service.due_resends(limit=100)}
+    assert HMAC_SHA256 == service.stream_id_scheme
+    service.close()
