@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from attrs import frozen
+from attrs import field, frozen
 
 from msgstate.codes import RetryClass
 from msgstate.status import MessageStatus
@@ -60,9 +60,10 @@ class MessageView:
     forgotten: bool = False
     """True once :meth:`~msgstate.MessageService.forget` destroyed the personal
     fields; they then show the ``msgstate.keys.FORGOTTEN`` markers."""
-    stream_id: UUID | None = None
+    stream_id: UUID | None = field(default=None, eq=False)
     """The message's stream id, which keys the backoff jitter (``None``: a view
-    made by hand; the jitter is then keyed by ``uuid5`` of ``msg_id``)."""
+    made by hand; the jitter is then keyed by ``uuid5`` of ``msg_id``). Not
+    compared: it follows from ``msg_id`` and the store."""
 
 
 @frozen
