@@ -60,10 +60,10 @@ class MessageView:
     forgotten: bool = False
     """True once :meth:`~msgstate.MessageService.forget` destroyed the personal
     fields; they then show the ``msgstate.keys.FORGOTTEN`` markers."""
-    stream_id: UUID | None = field(default=None, eq=False)
+    stream_id: UUID | None = field(default=None, eq=False, repr=False)
     """The message's stream id, which keys the backoff jitter (``None``: a view
     made by hand; the jitter is then keyed by ``uuid5`` of ``msg_id``). Not
-    compared: it follows from ``msg_id`` and the store."""
+    compared or shown in the repr: it follows from ``msg_id`` and the store."""
 
 
 @frozen
