@@ -21,6 +21,7 @@ from msgstate.errors import (
     MessageArchived,
     MessageNotFound,
     MsgStateError,
+    NotForgettable,
     ProjectionTimeout,
     ResendRefused,
     SendNotOverdue,
@@ -29,6 +30,7 @@ from msgstate.errors import (
     StorageUnavailable,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
+from msgstate.keys import FORGOTTEN, FORGOTTEN_CONTENT, PERSONAL_FIELDS
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
@@ -46,7 +48,10 @@ from msgstate.worker import AsyncResendWorker, ResendWorker, WorkerReport
 
 __all__ = [
     "DATABASE_URL_ENV",
+    "FORGOTTEN",
+    "FORGOTTEN_CONTENT",
     "MESSAGE_NAMESPACE",
+    "PERSONAL_FIELDS",
     "TRANSITIONS",
     "ArchiveInvalid",
     "ArchiveReport",
@@ -71,6 +76,7 @@ __all__ = [
     "MessageView",
     "MessageWhatIf",
     "MsgStateError",
+    "NotForgettable",
     "ProjectionTimeout",
     "ResendPolicy",
     "ResendRefused",

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID, uuid4
 
+from attrs import evolve
 from eventsourcing.application import (
     AggregateNotFoundError,
     Application,
@@ -40,7 +41,24 @@ from msgstate.errors import (
     MessageArchived,
     MessageNotFound,
     MsgStateError,
+    NotForgettable,
     ProjectionTimeout,
+)
+from msgstate.keys import (
+    HMAC_SHA256,
+    PERSONAL_FIELDS,
+    UUID5,
+    KeyStore,
+    StreamIds,
+    forgotten_fields,
+    key_store_beside,
+    open_key_store,
+    placeholders,
+    read_settings,
+    record_setting,
+    require_cryptography,
+    seal,
+    unseal,
 )
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import (
@@ -133,6 +151,8 @@ class MessageService(Application[UUID]):
         snapshot_every: int | None = None,
         catch_up: bool = True,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        forgettable: bool | None = None,
+        key_store: str | None = None,
     ) -> None:
         if policy is not None and not isinstance(policy, ResendPolicy):
             raise InvalidArgument(f"policy must be a ResendPolicy, got {policy!r}")
@@ -159,12 +179,21 @@ class MessageService(Application[UUID]):
         # processes; msgstate runs them once, serialised (see msgstate._schema).
         create_tables = strtobool(settings.get("CREATE_TABLE") or "yes")
         settings["CREATE_TABLE"] = "n"
+        if forgettable is not None:
+            check.flag("forgettable", forgettable)
+        if key_store is not None and not isinstance(key_store, str):
+            raise InvalidArgument(f"key_store must be a URL (str), got {key_store!r}")
+        if key_store is not None or forgettable:
+            require_cryptography()
+        self._keys: KeyStore | None = None
         with self._storage_errors():
             super().__init__(env=settings)
             self._views = self._construct_views()
             if create_tables:
                 ensure_tables(self._table_recorders())
             self._check_readable()
+            self._stream_ids = self._open_stream_ids(settings.get("CIPHER_KEY"))
+            self._keys = self._open_key_store(forgettable, key_store)
         self._policy_query = PolicyQuery.of(self._policy)
         self._catch_up_on_query = catch_up
 
@@ -181,6 +210,8 @@ class MessageService(Application[UUID]):
         compress: bool = False,
         projections: str = "catch_up",
         cache_size: int = DEFAULT_CACHE_SIZE,
+        forgettable: bool | None = None,
+        key_store: str | None = None,
     ) -> MessageService:
         """Open the store at ``url`` (else ``$MSGSTATE_DATABASE_URL``, else memory).
 
@@ -200,6 +231,13 @@ class MessageService(Application[UUID]):
         :meth:`wait_for_projections`. ``cache_size`` messages are kept in memory
         between commands (0 turns the cache off); each is brought up to date
         from the store before use, so several processes may share a store.
+        ``forgettable=True`` (or a ``key_store`` URL) seals each new message's
+        personal fields with a data key of its own, so :meth:`forget` can destroy
+        them; a store once opened so stays forgettable (``None``, the default,
+        follows what the store records). ``key_store`` keeps the data keys in
+        another SQLite file or PostgreSQL database/schema (default: beside the
+        events); see docs/privacy.md. A new store opened with a ``cipher_key``
+        names its streams with a keyed hash (:meth:`stream_id`).
         """
         env = service_env(
             url, create_tables=create_tables, cipher_key=cipher_key, compress=compress
@@ -215,6 +253,8 @@ class MessageService(Application[UUID]):
             snapshot_every=snapshot_every,
             catch_up=projections == "catch_up",
             cache_size=cache_size,
+            forgettable=forgettable,
+            key_store=key_store,
         )
 
     def construct_transcoder(self) -> Transcoder:
@@ -296,15 +336,15 @@ class MessageService(Application[UUID]):
             cloud_custom_data=cloud_custom_data,
             content=content,
         )
-        message = Message(msg_id=msg_id, at=self.now(), **fields)
+        message = self._new_message(msg_id, fields)
         try:
             with self._storage_errors():
                 self.save(message)
         except IntegrityError:
             self._forget_cached(msg_id)  # the store has the last word (archived?)
             message = self._load(msg_id)
-            _check_same_creation(message, fields)
-        return view_of(message, self._policy)
+            self._check_same(message, fields)
+        return self._view(message)
 
     def record_failure(
         self,
@@ -387,6 +427,54 @@ class MessageService(Application[UUID]):
         return self._update(
             *self._delivery(msg_id, seq=seq, server_time=server_time, attempt=attempt)
         )
+
+    def forget(self, msg_id: str, *, actor: str, reason: str) -> MessageView:
+        """Destroy the message's data key and record ``Forgotten`` (who, why, when).
+
+        Afterwards every view, history and export shows the personal fields
+        (:data:`msgstate.keys.PERSONAL_FIELDS`) as the ``FORGOTTEN`` markers; the
+        status history stays whole. Forgetting again changes nothing. Needs a
+        forgettable store and a message created in it (:class:`NotForgettable`).
+        """
+        msg_id = check.identifier("msg_id", msg_id)
+        who = check.identifier("actor", actor)
+        why = check.text(
+            "reason", reason, max_chars=check.MAX_DESC_CHARS, allow_empty=False
+        )
+        message = self._load(msg_id)
+        if message.forgotten_at is None:
+            if message.sealed is None or self._keys is None:
+                raise NotForgettable(
+                    f"message {msg_id!r} was not created in a forgettable store "
+                    "(open it with forgettable=True before creating messages); "
+                    "its fields are stored as they are and cannot be forgotten"
+                )
+            with self._storage_errors():
+                self._keys.destroy(message.id, self.now())
+
+        def forget(message: Message) -> None:
+            message.forget(actor=who, reason=why, at=self.now())
+
+        return self._update(msg_id, forget)
+
+    def stream_id(self, msg_id: str) -> UUID:
+        """The id of ``msg_id``'s event stream in this store.
+
+        ``uuid5(MESSAGE_NAMESPACE, msg_id)``, or in a store created with a cipher
+        key, HMAC-SHA256 of ``msg_id`` under a key derived from it (as a UUID), so
+        a copy of the database can't confirm a guessed ``msg_id``.
+        """
+        return self._stream_ids(check.identifier("msg_id", msg_id))
+
+    @property
+    def stream_id_scheme(self) -> str:
+        """``"uuid5"`` or ``"hmac-sha256-v1"`` (see :meth:`stream_id`)."""
+        return self._stream_ids.scheme
+
+    @property
+    def forgettable(self) -> bool:
+        """Whether new messages' personal fields are sealed (see :meth:`forget`)."""
+        return self._keys is not None
 
     # -- batches --
 
@@ -564,7 +652,7 @@ class MessageService(Application[UUID]):
 
     def get(self, msg_id: str) -> MessageView:
         """The message as it is now."""
-        return view_of(self._load(check.identifier("msg_id", msg_id)), self._policy)
+        return self._view(self._load(check.identifier("msg_id", msg_id)))
 
     def check_resend(self, msg_id: str) -> Decision:
         """What :meth:`resend` would decide now, without writing anything."""
@@ -577,7 +665,7 @@ class MessageService(Application[UUID]):
         events = self._events(msg_id)
         if not events:
             raise self._not_found(msg_id)
-        return [_history_entry(e) for e in events]
+        return [self._entry(e) for e in events]
 
     def get_at(
         self,
@@ -602,7 +690,7 @@ class MessageService(Application[UUID]):
             try:
                 with self._storage_errors():
                     message: Message = self.repository.get(
-                        Message.create_id(msg_id),
+                        self._stream_ids(msg_id),
                         version=version,
                         projector_func=_project,
                     )
@@ -613,7 +701,7 @@ class MessageService(Application[UUID]):
                     f"message {msg_id!r} has {message.version} versions; "
                     f"version {version} does not exist yet"
                 )
-            return view_of(message, self._policy)
+            return self._view(message)
         moment = check.aware_datetime("at", at)
         events = self._events(msg_id)
         if not events:
@@ -630,7 +718,7 @@ class MessageService(Application[UUID]):
         message = prefix[0].mutate(None)
         for e in prefix[1:]:
             message = e.mutate(message)
-        return view_of(message, self._policy)
+        return self._view(message)
 
     # -- read models --
 
@@ -653,7 +741,7 @@ class MessageService(Application[UUID]):
         for aggregate_id in ids:
             if aggregate_id not in messages:
                 continue  # the read model is never ahead of the store; be safe
-            view = view_of(messages[aggregate_id], self._policy)
+            view = self._view(messages[aggregate_id])
             decision = self._policy.decide(view, moment)
             if (
                 decision.allowed
@@ -717,7 +805,7 @@ class MessageService(Application[UUID]):
         for aggregate_id, msg_id in page:
             if aggregate_id not in messages:
                 continue  # the read model is never ahead of the store; be safe
-            view = view_of(messages[aggregate_id], self._policy)
+            view = self._view(messages[aggregate_id])
             decision = self._policy.decide(view, moment)
             if not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
                 letters.append(DeadLetter(msg_id, decision.code, decision.desc, view))
@@ -864,11 +952,7 @@ class MessageService(Application[UUID]):
         and ``data``, and ends with a newline. ``since`` keeps events recorded at
         or after it; ``msg_ids`` keeps those messages.
         """
-        wanted = (
-            None
-            if msg_ids is None
-            else {Message.create_id(check.identifier("msg_id", m)) for m in msg_ids}
-        )
+        wanted = None if msg_ids is None else {self.stream_id(m) for m in msg_ids}
         moment = None if since is None else check.aware_datetime("since", since)
         names: dict[UUID, str] = {}
         for event in self._all_events():
@@ -878,7 +962,7 @@ class MessageService(Application[UUID]):
                 continue
             if moment is not None and event.at < moment:
                 continue
-            entry = _history_entry(event)
+            entry = self._entry(event)
             line = {
                 "msg_id": names.get(event.originator_id),
                 "version": entry.version,
@@ -969,7 +1053,7 @@ class MessageService(Application[UUID]):
 
     def _load_many(self, msg_ids: Sequence[str]) -> dict[str, Message | None]:
         """Many messages by id (``None`` where not created yet); see _load_streams."""
-        ids = {Message.create_id(msg_id): msg_id for msg_id in msg_ids}
+        ids = {self._stream_ids(msg_id): msg_id for msg_id in msg_ids}
         found = self._load_streams(list(ids))
         return {msg_id: found.get(aid) for aid, msg_id in ids.items()}
 
@@ -999,7 +1083,7 @@ class MessageService(Application[UUID]):
         try:
             with self._storage_errors():
                 message: Message = self.repository.get(
-                    Message.create_id(msg_id), projector_func=_project
+                    self._stream_ids(msg_id), projector_func=_project
                 )
         except AggregateNotFoundError:
             return None
@@ -1010,7 +1094,7 @@ class MessageService(Application[UUID]):
         from msgstate.archive import archived_file
 
         with self._storage_errors():
-            file = archived_file(self, Message.create_id(msg_id))
+            file = archived_file(self, self._stream_ids(msg_id))
         if file is None:
             return MessageNotFound(f"message {msg_id!r} not found")
         return MessageArchived(
@@ -1022,13 +1106,13 @@ class MessageService(Application[UUID]):
     def _forget_cached(self, msg_id: str) -> None:
         if self.repository.cache is not None:
             with contextlib.suppress(KeyError):
-                self.repository.cache.get(Message.create_id(msg_id), evict=True)
+                self.repository.cache.get(self._stream_ids(msg_id), evict=True)
 
     def _load(self, msg_id: str) -> Message:
         try:
             with self._storage_errors():
                 message: Message = self.repository.get(
-                    Message.create_id(msg_id), projector_func=_project
+                    self._stream_ids(msg_id), projector_func=_project
                 )
         except AggregateNotFoundError:
             raise self._not_found(msg_id) from None
@@ -1036,7 +1120,7 @@ class MessageService(Application[UUID]):
 
     def _events(self, msg_id: str) -> list[Any]:
         with self._storage_errors():
-            return list(self.events.get(Message.create_id(msg_id)))
+            return list(self.events.get(self._stream_ids(msg_id)))
 
     def _update(self, msg_id: str, change: Change) -> MessageView:
         """Load, apply ``change``, save; reload and retry if another writer won."""
@@ -1044,7 +1128,7 @@ class MessageService(Application[UUID]):
             message = self._load(msg_id)
             change(message)
             if not message.pending_events:
-                return view_of(message, self._policy)
+                return self._view(message)
             try:
                 with self._storage_errors():
                     self.save(message)
@@ -1053,11 +1137,140 @@ class MessageService(Application[UUID]):
                 # another process is refused here and absent there.
                 self._forget_cached(msg_id)
                 continue
-            return view_of(message, self._policy)
+            return self._view(message)
         raise ConcurrencyConflict(
             f"message {msg_id!r} kept changing under {1 + CONFLICT_RETRIES} tries; "
             "the command was not applied, try again"
         )
+
+    # -- privacy (keyed stream ids, sealed personal fields) --
+
+    def _open_stream_ids(self, cipher_key: str | None) -> StreamIds:
+        """The store's stream-id scheme: recorded, else chosen now and recorded.
+
+        A store with no record is new (no events) or older than the record: a new
+        store opened with a cipher key gets keyed ids, every other store uuid5.
+        """
+        scheme = read_settings(self.recorder).get("stream_ids")
+        if scheme is None and cipher_key is not None:
+            empty = not (self.recorder.max_notification_id() or 0)
+            wanted = HMAC_SHA256 if empty else UUID5
+            scheme = record_setting(self.recorder, "stream_ids", wanted)
+        return StreamIds(scheme or UUID5, cipher_key)
+
+    def _open_key_store(
+        self, forgettable: bool | None, key_store: str | None
+    ) -> KeyStore | None:
+        sealed = read_settings(self.recorder).get("personal_fields") == "sealed"
+        if forgettable is False and (sealed or key_store is not None):
+            raise InvalidArgument(
+                "this store seals personal fields with per-message keys "
+                "(or a key_store was given); it can't be opened with "
+                "forgettable=False"
+            )
+        if not (sealed or forgettable or key_store is not None):
+            return None
+        require_cryptography()
+        record_setting(self.recorder, "personal_fields", "sealed")
+        wanted = "beside" if key_store is None else "apart"
+        placed = record_setting(self.recorder, "data_keys", wanted)
+        if placed != wanted:
+            raise InvalidArgument(
+                "this store keeps its data keys apart; open it with its key_store URL"
+                if placed == "apart"
+                else "this store keeps its data keys beside the events; "
+                "open it without key_store"
+            )
+        if key_store is not None:
+            return open_key_store(key_store)
+        return key_store_beside(self.recorder)
+
+    def _new_message(self, msg_id: str, fields: Mapping[str, Any]) -> Message:
+        """A new Message for checked ``create`` fields, sealed if forgettable."""
+        at = self.now()
+        if self._keys is None and self._stream_ids.scheme == UUID5:
+            return Message(msg_id=msg_id, at=at, **fields)
+        stream_id = self._stream_ids(msg_id)
+        if self._keys is None:
+            return Message.create_keyed(stream_id, msg_id, at, **fields)
+        with self._storage_errors():
+            key = self._keys.issue(stream_id)
+        if key is None:
+            raise DuplicateMessage(
+                f"message {msg_id!r} was forgotten; its id can't be created again"
+            )
+        personal = {name: fields[name] for name in PERSONAL_FIELDS}
+        return Message.create_sealed(
+            stream_id,
+            msg_id,
+            at,
+            seal(key, stream_id, personal),
+            **{**fields, **placeholders(personal)},
+        )
+
+    def _check_same(self, message: Message, fields: Mapping[str, Any]) -> None:
+        """As ``_check_same_creation``, comparing sealed fields once unsealed."""
+        if message.sealed is None and message.forgotten_at is None:
+            _check_same_creation(message, fields)
+            return
+        personal = self._personal(message.id, message.sealed)
+        if personal is None:
+            raise DuplicateMessage(
+                f"message {message.msg_id!r} was forgotten; "
+                "its id can't be created again"
+            )
+        others = {k: v for k, v in fields.items() if k not in PERSONAL_FIELDS}
+        if not (
+            message.same_creation(**others)
+            and personal == {name: fields[name] for name in PERSONAL_FIELDS}
+        ):
+            raise DuplicateMessage(
+                f"message {message.msg_id!r} exists with different fields"
+            )
+
+    def _personal(self, stream_id: UUID, sealed: str | None) -> dict[str, Any] | None:
+        """The sealed personal fields, or ``None`` if the key is gone (forgotten)."""
+        if sealed is None or self._keys is None:
+            return None
+        with self._storage_errors():
+            key = self._keys.get(stream_id)
+        return None if key is None else unseal(key, stream_id, sealed)
+
+    def _view(self, message: Message) -> MessageView:
+        """The view of ``message``, its sealed fields opened (or marked forgotten)."""
+        view = view_of(message, self._policy)
+        if message.sealed is None and message.forgotten_at is None:
+            return view
+        personal = (
+            None
+            if message.forgotten_at is not None
+            else self._personal(message.id, message.sealed)
+        )
+        if personal is None:
+            shown = forgotten_fields(
+                {"user_id": view.user_id, "group_id": view.group_id}
+            )
+            return evolve(view, forgotten=True, **shown)
+        return evolve(view, **{**personal, "content": json.loads(personal["content"])})
+
+    def _entry(self, event: Any) -> HistoryEntry:
+        """A history entry; a sealed creation shown as ``Created``, fields opened."""
+        entry = _history_entry(event)
+        if not isinstance(event, Message.CreatedSealed):
+            return entry
+        data = {k: v for k, v in entry.data.items() if k != "sealed"}
+        personal = self._personal(event.originator_id, event.sealed)
+        if personal is None:
+            data.update(forgotten_fields(data))
+        else:
+            data.update(personal, content=json.loads(personal["content"]))
+        return evolve(entry, event="Created", data=data)
+
+    def close(self) -> None:
+        """Close the store's connections (and a separate key store's)."""
+        if self._keys is not None:
+            self._keys.close()
+        super().close()
 
 
 def _creation(msg_id: object, **given: Any) -> tuple[str, dict[str, Any]]:

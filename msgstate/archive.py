@@ -582,7 +582,7 @@ def _verify(
                 "by this store (another cipher_key, or damaged data)"
             ) from None
         if not isinstance(first, Message.Created) or (
-            Message.create_id(first.msg_id) != record.id
+            service._stream_ids(first.msg_id) != record.id
         ):
             raise ArchiveInvalid(
                 f"archive {str(path)!r}: stream {record.id} does not start with "

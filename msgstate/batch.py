@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import IntegrityError
 
 from msgstate import _validate as check
-from msgstate.application import _check_same_creation, _creation
+from msgstate.application import _creation
 from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
     InvalidArgument,
     MsgStateError,
 )
-from msgstate.views import MessageView, view_of
+from msgstate.views import MessageView
 
 if TYPE_CHECKING:
     from msgstate.application import Change, MessageService
@@ -107,7 +107,7 @@ class Batch:
         message = self._find(checked)
         if message is None:
             raise self._service._not_found(checked)
-        return view_of(message, self._service.policy)
+        return self._service._view(message)
 
     # -- commands --
 
@@ -133,12 +133,12 @@ class Batch:
         self._check_open()
         message = self._find(checked_id)
         if message is None:
-            message = Message(msg_id=checked_id, at=self._service.now(), **fields)
+            message = self._service._new_message(checked_id, fields)
             self._messages[checked_id] = message
             self._missing.discard(checked_id)
         else:
-            _check_same_creation(message, fields)
-        return view_of(message, self._service.policy)
+            self._service._check_same(message, fields)
+        return self._service._view(message)
 
     def record_failure(self, msg_id: str, **kwargs: Any) -> MessageView:
         """As :meth:`MessageService.record_failure`, saved with the batch."""
@@ -191,7 +191,7 @@ class Batch:
         if message is None:
             raise self._service._not_found(msg_id)
         change(message)  # refusals raise before any event is triggered
-        return view_of(message, self._service.policy)
+        return self._service._view(message)
 
 
 _CREATE_ARGS = frozenset(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 try:
     import click
@@ -58,6 +59,8 @@ DEFAULT_DB = "sqlite:///msgstate.db"
 """The store used without ``--db`` and without ``$MSGSTATE_DATABASE_URL``."""
 
 DEBUG_ENV = "MSGSTATE_DEBUG"
+KEY_STORE_ENV = "MSGSTATE_KEY_STORE"
+"""The key store URL of a forgettable store that keeps its data keys apart."""
 """Set it to see the traceback of an unexpected error instead of one line."""
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -221,11 +224,20 @@ def _check_db(db: str, *, must_exist: bool) -> None:
 
 @contextmanager
 def open_service(
-    db: str, *, policy: ResendPolicy | None = None, must_exist: bool = True
+    db: str,
+    *,
+    policy: ResendPolicy | None = None,
+    must_exist: bool = True,
+    key_store: str | None = None,
 ) -> Iterator[MessageService]:
-    """The service for ``--db``; closed on the way out."""
+    """The service for ``--db``; closed on the way out.
+
+    ``key_store`` (else ``$MSGSTATE_KEY_STORE``) is the data-key store of a
+    forgettable store that keeps its keys apart.
+    """
     _check_db(db, must_exist=must_exist)
-    service = MessageService.open(db, policy=policy)
+    keys = key_store or os.environ.get(KEY_STORE_ENV) or None
+    service = MessageService.open(db, policy=policy, key_store=keys)
     try:
         yield service
     finally:
@@ -251,6 +263,8 @@ def _jsonable(value: Any) -> Any:
         return value.name
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -576,6 +590,8 @@ def _history_detail(entry: HistoryEntry) -> tuple[str, str, str]:
     if entry.event == "Created":
         to = data.get("user_id") or f"group {data.get('group_id')}"
         return "", str(data.get("sender") or ""), f"to {to}"
+    if entry.event == "Forgotten":
+        return "", str(data.get("actor") or ""), f"forgotten: {data.get('reason')}"
     return "", "", ""
 
 
@@ -692,6 +708,35 @@ def record_delivery_command(
     """Record the server's acknowledgement (possibly late, after a failure)."""
     with open_service(db) as service:
         view = service.record_delivery(msg_id, seq=seq, attempt=attempt)
+    _emit_view(view, as_json)
+
+
+@cli.command("forget")
+@click.argument("msg_id")
+@click.option("--actor", required=True, help="Who asks (kept in the history).")
+@click.option("--reason", required=True, help="Why (kept in the history, in clear).")
+@click.option(
+    "--key-store",
+    "key_store",
+    envvar=KEY_STORE_ENV,
+    show_envvar=True,
+    metavar="URL",
+    help="Where the data keys are, if kept apart from the events.",
+)
+@db_option
+@json_option
+def forget_command(
+    msg_id: str,
+    actor: str,
+    reason: str,
+    key_store: str | None,
+    db: str,
+    as_json: bool,
+) -> None:
+    """Destroy a message's personal fields (crypto-shredding); the status history
+    stays. Needs a forgettable store; forgetting again changes nothing."""
+    with open_service(db, key_store=key_store) as service:
+        view = service.forget(msg_id, actor=actor, reason=reason)
     _emit_view(view, as_json)
 
 

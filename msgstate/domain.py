@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from attrs import evolve
 from eventsourcing.domain import Aggregate, event
@@ -26,6 +25,7 @@ from msgstate.errors import (
     StaleAttempt,
 )
 from msgstate.ids import MESSAGE_NAMESPACE
+from msgstate.keys import uuid5_stream_id
 from msgstate.status import MessageStatus, target_status
 
 if TYPE_CHECKING:
@@ -51,6 +51,19 @@ class Message(Aggregate):
         cloud_custom_data: str
         content: str  # canonical JSON text, so no transcoder ever reinterprets it
         at: datetime
+
+    class CreatedSealed(Created):
+        """As ``Created``, in a forgettable store: the personal fields are sealed.
+
+        ``sender``, ``user_id``, ``group_id``, ``cloud_custom_data`` and ``content``
+        hold placeholders; their values are in ``sealed``, encrypted with the
+        message's data key (see :mod:`msgstate.keys`).
+        """
+
+        sealed: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.sealed = self.sealed
 
     class SendFailed(Aggregate.Event):
         """The transport reported that send ``attempt`` failed with ``code``."""
@@ -78,10 +91,30 @@ class Message(Aggregate):
         server_time: datetime
         at: datetime
 
+    class Forgotten(Aggregate.Event):
+        """The message's data key was destroyed: its personal fields are gone.
+
+        Changes no status; ``attempt`` is the attempt current when it happened.
+        """
+
+        attempt: int
+        actor: str
+        reason: str
+        at: datetime
+
+    # Defaults for snapshots and histories from before these attributes existed.
+    sealed: str | None = None
+    forgotten_at: datetime | None = None
+    forgotten_by: str | None = None
+
     @staticmethod
     def create_id(msg_id: str) -> UUID:
-        """The aggregate id of ``msg_id``: ``uuid5(MESSAGE_NAMESPACE, msg_id)``."""
-        return _stream_id(msg_id)
+        """The aggregate id of ``msg_id``: ``uuid5(MESSAGE_NAMESPACE, msg_id)``.
+
+        The scheme of every store without a cipher key; the service maps ids
+        through :meth:`MessageService.stream_id`, which knows the store's scheme.
+        """
+        return uuid5_stream_id(msg_id)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Message:
         """A cheap deep copy: every field is immutable but these three lists.
@@ -136,6 +169,30 @@ class Message(Aggregate):
         self.seq: str | None = None
         self.server_time: datetime | None = None
         self.delivered_at: datetime | None = None
+
+    @classmethod
+    def create_keyed(
+        cls, stream_id: UUID, msg_id: str, at: datetime, **fields: Any
+    ) -> Message:
+        """A new message in stream ``stream_id`` (a store with keyed stream ids)."""
+        return cls._create(cls.Created, id=stream_id, msg_id=msg_id, at=at, **fields)
+
+    @classmethod
+    def create_sealed(
+        cls, stream_id: UUID, msg_id: str, at: datetime, sealed: str, **fields: Any
+    ) -> Message:
+        """A new message whose personal fields are sealed (``fields``: placeholders).
+
+        ``stream_id`` is given, not derived, because the store chooses the scheme.
+        """
+        return cls._create(
+            cls.CreatedSealed,
+            id=stream_id,
+            msg_id=msg_id,
+            at=at,
+            sealed=sealed,
+            **fields,
+        )
 
     @property
     def status(self) -> MessageStatus:
@@ -288,7 +345,21 @@ class Message(Aggregate):
         _next_status(self.status, "Delivered")
         self._delivered(attempt=attempt, seq=seq, server_time=server_time, at=at)
 
+    def forget(self, *, actor: str, reason: str, at: datetime) -> None:
+        """Record that the message's personal fields were destroyed (once)."""
+        if self.forgotten_at is not None:
+            return
+        _next_status(self.status, "Forgotten")
+        self._forgotten(attempt=self.attempts, actor=actor, reason=reason, at=at)
+
     # -- events --
+
+    @event(Forgotten)
+    def _forgotten(self, attempt: int, actor: str, reason: str, at: datetime) -> None:
+        self.status_value = int(_next_status(self.status, "Forgotten"))
+        self.forgotten_at = at
+        self.forgotten_by = actor
+        self.sealed = None  # later snapshots don't even keep the ciphertext
 
     @event(SendFailed)
     def _send_failed(
@@ -344,11 +415,6 @@ class Message(Aggregate):
             )
             raise InvalidArgument(msg)
         return attempt
-
-
-@lru_cache(maxsize=65_536)
-def _stream_id(msg_id: str) -> UUID:
-    return uuid5(MESSAGE_NAMESPACE, msg_id)
 
 
 def _next_status(source: MessageStatus | None, event_name: str) -> MessageStatus:

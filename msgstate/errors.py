@@ -20,6 +20,7 @@ __all__ = [
     "MessageArchived",
     "MessageNotFound",
     "MsgStateError",
+    "NotForgettable",
     "ProjectionTimeout",
     "ResendRefused",
     "SendNotOverdue",
@@ -81,6 +82,8 @@ class ErrorCode(IntEnum):
     read it again. Its id is never reused."""
     ARCHIVE_INVALID = 1028
     """An archive file or its manifest is missing, damaged, or does not match."""
+    NOT_FORGETTABLE = 1023
+    """``forget``: the message was not created in a forgettable store."""
 
 
 class MsgStateError(Exception):
@@ -200,3 +203,9 @@ class ProjectionTimeout(MsgStateError, TimeoutError):
     """``wait_for_projections`` ran out of time."""
 
     default_code = ErrorCode.PROJECTION_TIMEOUT
+
+
+class NotForgettable(MsgStateError):
+    """``forget`` of a message whose fields were not sealed with a data key."""
+
+    default_code = ErrorCode.NOT_FORGETTABLE

@@ -215,11 +215,19 @@ class ResendPolicy:
             return cap
         return min(initial * self.backoff_coefficient**exponent, cap)
 
-    def delay(self, attempt: int, msg_id: str) -> timedelta:
-        """The backoff after send ``attempt`` (1-based) of ``msg_id`` failed."""
+    def delay(
+        self, attempt: int, msg_id: str, stream_id: UUID | None = None
+    ) -> timedelta:
+        """The backoff after send ``attempt`` (1-based) of ``msg_id`` failed.
+
+        The jitter is keyed by the message's ``stream_id`` (default:
+        ``uuid5(MESSAGE_NAMESPACE, msg_id)``, the stream id in stores without
+        keyed ids), as the read models key it.
+        """
         base = self.base_delay(attempt)
         if self.jitter:
-            unit = jitter_unit(uuid5(MESSAGE_NAMESPACE, msg_id), attempt)
+            key = uuid5(MESSAGE_NAMESPACE, msg_id) if stream_id is None else stream_id
+            unit = jitter_unit(key, attempt)
             base *= 1 + self.jitter * (2 * unit - 1)
         return timedelta(seconds=base)
 
@@ -230,9 +238,13 @@ class ResendPolicy:
         attempt: int,
         msg_id: str,
         retry_after: float | None,
+        stream_id: UUID | None = None,
     ) -> datetime:
-        """When a resend stops being early after ``attempt`` failed at ``failed_at``."""
-        wait = self.delay(attempt, msg_id)
+        """When a resend stops being early after ``attempt`` failed at ``failed_at``.
+
+        ``stream_id`` keys the jitter (see :meth:`delay`).
+        """
+        wait = self.delay(attempt, msg_id, stream_id)
         if retry_after is not None:
             wait = max(wait, timedelta(seconds=retry_after))
         return failed_at + wait
@@ -302,6 +314,7 @@ class ResendPolicy:
                 attempt=view.attempts,
                 msg_id=view.msg_id,
                 retry_after=view.last_retry_after,
+                stream_id=view.stream_id,
             )
         )
         if self.enforce_backoff and not_before is not None and now < not_before:

@@ -108,6 +108,9 @@ def change_for(event: Any, notification_id: int) -> ViewChange | None:
         }
     elif isinstance(event, Message.Delivered):
         columns = {"status": int(MessageStatus.SEND_SUCC), "updated_at": at}
+    elif isinstance(event, Message.Forgotten):
+        # Changes nothing a row holds; written (a no-op) so tracking moves past it.
+        columns = {"attempts": event.attempt}
     else:
         return None
     return ViewChange(notification_id, aid, columns)

@@ -79,6 +79,14 @@ TRANSITIONS: tuple[Transition, ...] = (
         MessageStatus.SEND_SUCC,
         "late acknowledgement",
     ),
+    *(
+        Transition(status, "Forgotten", status, "any status; changes none")
+        for status in (
+            MessageStatus.SENDING,
+            MessageStatus.SEND_FAIL,
+            MessageStatus.SEND_SUCC,
+        )
+    ),
 )
 """Every legal status change. Anything not listed here is refused."""
 

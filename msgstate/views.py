@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from attrs import frozen
+from attrs import field, frozen
 
 from msgstate.codes import RetryClass
 from msgstate.status import MessageStatus
@@ -59,6 +60,13 @@ class MessageView:
     request_id: str | None = None
     """The ``request_id`` of the resend that started the current attempt (``None``
     for attempt 1), so a caller can tell its own claim from another's."""
+    forgotten: bool = False
+    """True once :meth:`~msgstate.MessageService.forget` destroyed the personal
+    fields; they then show the ``msgstate.keys.FORGOTTEN`` markers."""
+    stream_id: UUID | None = field(default=None, eq=False, repr=False)
+    """The message's stream id, which keys the backoff jitter (``None``: a view
+    made by hand; the jitter is then keyed by ``uuid5`` of ``msg_id``). Not
+    compared or shown in the repr: it follows from ``msg_id`` and the store."""
 
 
 @frozen
@@ -67,7 +75,8 @@ class HistoryEntry:
 
     version: int
     event: str
-    """The event class name: Created, SendFailed, ResendRequested or Delivered."""
+    """The event class name: Created, SendFailed, ResendRequested, Delivered or
+    Forgotten (a sealed creation is shown as Created)."""
     recorded_at: datetime
     """Domain time from the service's clock when the event was recorded."""
     attempt: int
@@ -87,6 +96,7 @@ def view_of(message: Message, policy: ResendPolicy) -> MessageView:
             attempt=message.attempts,
             msg_id=message.msg_id,
             retry_after=message.last_retry_after,
+            stream_id=message.id,
         )
     return MessageView(
         msg_id=message.msg_id,
@@ -118,4 +128,5 @@ def view_of(message: Message, policy: ResendPolicy) -> MessageView:
         next_retry_at=next_retry_at,
         version=message.version,
         request_id=message.request_ids[-1] if message.request_ids else None,
+        stream_id=message.id,
     )

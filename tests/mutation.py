@@ -77,6 +77,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive_properties.py",
         "tests/test_cli_archive.py",
     ),
+    "keys": ("tests/test_privacy.py",),
 }
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).

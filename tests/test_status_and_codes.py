@@ -37,6 +37,9 @@ def test_mermaid_diagram_lists_every_move() -> None:
         "SENDING --> SEND_SUCC: Delivered",
         "SEND_FAIL --> SENDING: ResendRequested (if the policy allows)",
         "SEND_FAIL --> SEND_SUCC: Delivered (late acknowledgement)",
+        "SENDING --> SENDING: Forgotten (any status; changes none)",
+        "SEND_FAIL --> SEND_FAIL: Forgotten (any status; changes none)",
+        "SEND_SUCC --> SEND_SUCC: Forgotten (any status; changes none)",
         "SEND_SUCC --> [*]",
     ]
     actual = [line.strip() for line in to_mermaid().splitlines()[1:]]
@@ -44,10 +47,10 @@ def test_mermaid_diagram_lists_every_move() -> None:
 
 
 def test_dot_diagram_is_a_digraph() -> None:
-    """The DOT rendering is a digraph with five labelled edges."""
+    """The DOT rendering is a digraph with eight labelled edges."""
     dot = to_dot()
     assert dot.startswith("digraph msgstate {")
-    assert 5 == dot.count("[label=")
+    assert 8 == dot.count("[label=")
 
 
 @pytest.mark.parametrize("code", REQUIRED)
