@@ -449,14 +449,30 @@ def open_key_store(url: str) -> KeyStore:
     return PostgresKeyStore(datastore, shared=False)
 
 
+def _backend(recorder: Any) -> str | None:
+    """``"sqlite"`` or ``"postgres"`` by the recorder's datastore (also for
+    msgstate's own recorder subclasses), else ``None`` (memory)."""
+    datastore = getattr(recorder, "datastore", None)
+    from eventsourcing.sqlite import SQLiteDatastore
+
+    if isinstance(datastore, SQLiteDatastore):
+        return "sqlite"
+    try:
+        from eventsourcing.postgres import PostgresDatastore
+    except ImportError:  # psycopg not installed: it can't be a PostgreSQL store
+        return None
+    if isinstance(datastore, PostgresDatastore):
+        return "postgres"
+    return None
+
+
 def key_store_beside(recorder: Any) -> KeyStore:
     """A key store in the event store's own database (sharing its connections)."""
-    datastore = getattr(recorder, "datastore", None)
-    module = type(recorder).__module__
-    if module.startswith("eventsourcing.sqlite"):
-        return SQLiteKeyStore(datastore, shared=True)
-    if module.startswith("eventsourcing.postgres"):
-        return PostgresKeyStore(datastore, shared=True)
+    backend = _backend(recorder)
+    if backend == "sqlite":
+        return SQLiteKeyStore(recorder.datastore, shared=True)
+    if backend == "postgres":
+        return PostgresKeyStore(recorder.datastore, shared=True)
     return MemoryKeyStore()
 
 
@@ -563,9 +579,9 @@ class _PostgresMeta(_Meta):
 
 
 def _meta(recorder: Any) -> _Meta | None:
-    module = type(recorder).__module__
-    if module.startswith("eventsourcing.sqlite"):
+    backend = _backend(recorder)
+    if backend == "sqlite":
         return _SQLiteMeta(recorder.datastore)
-    if module.startswith("eventsourcing.postgres"):
+    if backend == "postgres":
         return _PostgresMeta(recorder.datastore)
     return None  # memory: a new store each time, nothing to remember
