@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from msgstate import MessageService, ResendPolicy
 from tests import pg
@@ -28,13 +28,16 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile("soak", max_examples=2_000, deadline=None)
 # Mutation testing (tests/mutation.py): derandomized so a mutant's verdict is
-# reproducible, no example database so one mutant's failure cannot leak into another.
+# reproducible, no example database so one mutant's failure cannot leak into
+# another, and no shrinking: the first failure kills the mutant, a minimal example
+# of it is not needed.
 settings.register_profile(
     "mutation",
     max_examples=50,
     derandomize=True,
     database=None,
     deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(
