@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -70,6 +72,30 @@ def backend_url(backend: str, directory: Path) -> str:
 def _drop_test_schemas() -> Iterator[None]:
     yield
     pg.drop_test_schemas()
+
+
+@pytest.fixture(autouse=True)
+def _close_services_left_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every service a test opened, however the test ended.
+
+    A test that fails before its own ``close()`` (or never calls it) must not
+    leave PostgreSQL connections behind for later tests ("too many clients").
+    Property tests close each example's services themselves (``tests.support.
+    opened``): this net only catches them at the end of the whole test.
+    """
+    opened: list[MessageService] = []
+    original = MessageService.__dict__["open"].__func__
+
+    def open_and_track(cls: Any, *args: Any, **kwargs: Any) -> MessageService:
+        service: MessageService = original(cls, *args, **kwargs)
+        opened.append(service)
+        return service
+
+    monkeypatch.setattr(MessageService, "open", classmethod(open_and_track))
+    yield
+    for service in opened:
+        with contextlib.suppress(Exception):
+            service.close()  # closing twice is harmless
 
 
 ServiceFactory = Callable[..., MessageService]
