@@ -2111,12 +2111,12 @@ def test_open_options(
         check_error(info.value)
         return
     if kind == "sqlite" and kwargs.get("create_tables") is False:
-        unready = MessageService.open(url, **kwargs)
-        try:
-            with pytest.raises(StorageError) as info:
+        with pytest.raises(StorageError) as info:  # when opening or writing
+            unready = MessageService.open(url, **kwargs)
+            try:
                 unready.create("m", sender="a", user_id="b")
-        finally:
-            unready.close()
+            finally:
+                unready.close()
         check_error(info.value)
         return
     service = MessageService.open(url, **kwargs)

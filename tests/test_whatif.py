@@ -178,3 +178,50 @@ def test_expiry_is_judged_at_the_recorded_moment(tmp_path: Path) -> None:
         old.per_message[0].first_refusal,
         old.dead_earlier,
     )
+
+
+def test_replay_applies_the_online_only_limit_to_resends_made_online_only(
+    make_service: Any, clock: FakeClock
+) -> None:
+    """A resend recorded with ``online_user_only=True`` (the message was created
+    without it) is judged online-only by a policy limiting online-only ages."""
+    service = make_service(ResendPolicy())
+    service.create("m1", sender="a", user_id="b", online_user_only=False)
+    service.record_failure("m1", code=TIMEOUT)
+    clock.advance(5)
+    service.resend("m1", online_user_only=True)
+    report = service.simulate_policy(
+        ResendPolicy(online_only_max_age=timedelta(seconds=3))
+    )
+    assert (0, 1, ErrorCode.EXPIRED) == (
+        report.resends_allowed,
+        report.resends_refused,
+        report.per_message[0].first_refusal,
+    )
+
+
+def test_replay_counts_every_allowed_resend(make_service: Any) -> None:
+    """Two recorded resends, both allowed again: two, per message and in total."""
+    service = make_service(ResendPolicy(max_attempts=5))
+    failing_history(service, "m1", resends=2)
+    report = service.simulate_policy(ResendPolicy(max_attempts=5))
+    assert (2, 2) == (report.per_message[0].resends_allowed, report.resends_allowed)
+
+
+def test_dead_earlier_is_never_also_dead_later(make_service: Any) -> None:
+    """A message the new policy refuses on the way (dead earlier) is not counted
+    as revived (dead later), even if its last failure alone would be resendable."""
+    service = make_service(ResendPolicy(max_attempts=2))
+    service.create("m1", sender="a", user_id="b")
+    service.record_failure("m1", code=9520)  # an ack timeout: resent when recorded
+    service.resend("m1")
+    service.record_failure("m1", code=TIMEOUT)  # exhausted under the recording one
+    report = service.simulate_policy(
+        ResendPolicy(max_attempts=5, resend_ambiguous=False)
+    )
+    result = report.per_message[0]
+    assert (ErrorCode.NOT_RETRYABLE, True, False) == (
+        result.first_refusal,
+        result.dead_earlier,
+        result.dead_later,
+    )
