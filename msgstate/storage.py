@@ -48,6 +48,11 @@ __all__ = [
     "store_name",
 ]
 
+NAME_MAX = 255
+"""The longest file or directory name (bytes) in a SQLite URL's path."""
+PATH_MAX = 4095
+"""The longest SQLite path (bytes): Linux's PATH_MAX less its terminating NUL."""
+
 DATABASE_URL_ENV = "MSGSTATE_DATABASE_URL"
 """The environment variable read when ``MessageService.open`` gets no URL."""
 
@@ -109,10 +114,37 @@ def _sqlite_env(url: str) -> dict[str, str]:
         )
     if path.endswith("/"):
         raise InvalidArgument(f"database URL {url!r} names a directory, not a file")
+    # Checked here: past these limits the OS answers with a raw OSError.
+    shown = url if len(url) <= 100 else url[:97] + "..."
+    *directories, name = path.split("/")
+    too_long = [p for p in directories if len(os.fsencode(p)) > NAME_MAX]
+    if too_long:
+        raise InvalidArgument(
+            f"database URL {shown!r}: a directory name in its path is "
+            f"{len(os.fsencode(too_long[0]))} bytes long; the limit is "
+            f"{NAME_MAX} bytes per name"
+        )
+    if len(os.fsencode(name)) > NAME_MAX - len("-journal"):
+        raise InvalidArgument(
+            f"database URL {shown!r}: its file name is {len(os.fsencode(name))} "
+            f"bytes long; the limit is {NAME_MAX - len('-journal')} bytes (SQLite "
+            "adds '-journal' or '-wal' to it for its own files)"
+        )
+    if len(os.fsencode(path)) > PATH_MAX:
+        raise InvalidArgument(
+            f"database URL {shown!r}: its path is {len(os.fsencode(path))} bytes "
+            f"long; the limit is {PATH_MAX} bytes"
+        )
     file = Path(path)
-    if file.is_dir():
+    try:
+        is_dir, parent_is_dir = file.is_dir(), file.parent.is_dir()
+    except OSError as error:  # e.g. a directory on the way that may not be read
+        raise InvalidArgument(
+            f"database URL {shown!r}: its path cannot be used: {error.strerror}"
+        ) from None
+    if is_dir:
         raise InvalidArgument(f"database URL {url!r} names a directory, not a file")
-    if not file.parent.is_dir():
+    if not parent_is_dir:
         raise InvalidArgument(
             f"database URL {url!r}: directory {str(file.parent)!r} does not exist"
         )

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from msgstate import MessageService, ResendPolicy
 from tests import pg
@@ -28,13 +30,16 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile("soak", max_examples=2_000, deadline=None)
 # Mutation testing (tests/mutation.py): derandomized so a mutant's verdict is
-# reproducible, no example database so one mutant's failure cannot leak into another.
+# reproducible, no example database so one mutant's failure cannot leak into
+# another, and no shrinking: the first failure kills the mutant, a minimal example
+# of it is not needed.
 settings.register_profile(
     "mutation",
     max_examples=50,
     derandomize=True,
     database=None,
     deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(
@@ -67,6 +72,30 @@ def backend_url(backend: str, directory: Path) -> str:
 def _drop_test_schemas() -> Iterator[None]:
     yield
     pg.drop_test_schemas()
+
+
+@pytest.fixture(autouse=True)
+def _close_services_left_open(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every service a test opened, however the test ended.
+
+    A test that fails before its own ``close()`` (or never calls it) must not
+    leave PostgreSQL connections behind for later tests ("too many clients").
+    Property tests close each example's services themselves (``tests.support.
+    opened``): this net only catches them at the end of the whole test.
+    """
+    opened: list[MessageService] = []
+    original = MessageService.__dict__["open"].__func__
+
+    def open_and_track(cls: Any, *args: Any, **kwargs: Any) -> MessageService:
+        service: MessageService = original(cls, *args, **kwargs)
+        opened.append(service)
+        return service
+
+    monkeypatch.setattr(MessageService, "open", classmethod(open_and_track))
+    yield
+    for service in opened:
+        with contextlib.suppress(Exception):
+            service.close()  # closing twice is harmless
 
 
 ServiceFactory = Callable[..., MessageService]

@@ -80,6 +80,96 @@ MODULES: dict[str, tuple[str, ...]] = {
     "keys": ("tests/test_privacy.py",),
 }
 
+#: The fixed sample of mutants the normal test suite must kill
+#: (tests/test_mutation_sample.py): name -> (file, original text, mutated text,
+#: the tests that must fail; their PostgreSQL variants are left out). Each original
+#: text must occur exactly once in its file.
+SAMPLE: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "transition table: no late acknowledgement": (
+        "msgstate/status.py",
+        'MessageStatus.SEND_FAIL,\n        "Delivered",',
+        'MessageStatus.HAS_DELETED,\n        "Delivered",',
+        ("tests/test_service.py::test_late_ack_after_ambiguous_failure_delivers",),
+    ),
+    "attempt limit off by one": (
+        "msgstate/policy.py",
+        "if view.attempts >= self.max_attempts:",
+        "if view.attempts > self.max_attempts:",
+        (
+            "tests/test_service.py::test_each_resend_refusal_has_its_code_and_writes_nothing[memory-exhausted-1007]",
+        ),
+    ),
+    "backoff cap doubled": (
+        "msgstate/policy.py",
+        "cap = self.maximum_interval.total_seconds()",
+        "cap = self.maximum_interval.total_seconds() * 2",
+        (
+            "tests/test_properties.py::test_backoff_is_capped_at_maximum_interval_times_jitter",
+        ),
+    ),
+    "read-model due filter (SQL) a moment late": (
+        "msgstate/projections.py",
+        "f\"AND {next_retry} <= {p('now')} + {_SLACK!r} \"",
+        "f\"AND {next_retry} < {p('now')} - {_SLACK!r} \"",
+        (
+            "tests/test_projections.py::test_flat_schedule_with_huge_max_attempts[sqlite]",
+        ),
+    ),
+    "read-model due filter (memory) a moment late": (
+        "msgstate/projections.py",
+        "and self.next_retry(row) <= now + _SLACK",
+        "and self.next_retry(row) < now - _SLACK",
+        (
+            "tests/test_projections.py::test_flat_schedule_with_huge_max_attempts[memory]",
+        ),
+    ),
+    "max_age boundary": (
+        "msgstate/policy.py",
+        "age > self.max_age",
+        "age >= self.max_age",
+        ("tests/test_projections.py::test_age_limits_at_the_boundary[memory-max_age]",),
+    ),
+    "online_only_max_age boundary": (
+        "msgstate/policy.py",
+        "and age > self.online_only_max_age",
+        "and age >= self.online_only_max_age",
+        (
+            "tests/test_projections.py::test_age_limits_at_the_boundary[memory-online_only_max_age]",
+        ),
+    ),
+    "read-model age boundary (SQL)": (
+        "msgstate/projections.py",
+        'terms.append(f"(created_at < {now} - {self.max_age!r})")',
+        'terms.append(f"(created_at <= {now} - {self.max_age!r})")',
+        ("tests/test_projections.py::test_age_limits_at_the_boundary[sqlite-max_age]",),
+    ),
+    "read model's jitter key": (
+        "msgstate/projections.py",
+        '"jitter_u": jitter_unit(aid, event.attempt),',
+        '"jitter_u": jitter_unit(aid, event.attempt + 1),',
+        (
+            "tests/test_projections.py::test_each_message_is_due_at_its_own_next_retry_at[memory]",
+        ),
+    ),
+    "read model ignores a resend's online_user_only": (
+        "msgstate/projections.py",
+        '"attempts": event.attempt,\n            "online_user_only": int(event.online_user_only),',  # noqa: E501
+        '"attempts": event.attempt,',
+        (
+            "tests/test_projections.py::test_read_models_follow_a_resends_online_user_only",
+        ),
+    ),
+    "what-if ignores a resend's online_user_only": (
+        "msgstate/whatif.py",
+        "view = evolve(\n                    view_of(message, new), online_user_only=event.online_user_only\n                )",  # noqa: E501
+        "view = view_of(message, new)",
+        (
+            "tests/test_whatif.py::test_replay_judges_each_resend_by_its_own_option[memory-False]",
+        ),
+    ),
+}
+
+
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
 _TOPIC = (
@@ -132,6 +222,17 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.metrics.x_dead_letters_by_reason__mutmut_6": _NOW,
     "msgstate.metrics.x_dead_letters_by_reason__mutmut_9": _NOW,
     "msgstate.metrics.x_dead_letters_by_reason__mutmut_3": _AFTER,
+    "msgstate.whatif.x__replay__mutmut_54": (
+        "`counts['refused'] = 1` for the first refusal: that branch runs once per "
+        "message (it sets first_refusal), when the count is still 0"
+    ),
+    "msgstate.whatif.x__replay__mutmut_63": (
+        "the 'empty stream' error's message: unreachable, simulate() skips empty "
+        "streams"
+    ),
+    "msgstate.whatif.x__replay__mutmut_64": "the same unreachable message",
+    "msgstate.whatif.x__replay__mutmut_65": "the same unreachable message",
+    "msgstate.whatif.x__replay__mutmut_66": "the same unreachable error",
 }
 
 #: Passed to every pytest run mutmut makes (after the test selection).
@@ -198,6 +299,10 @@ def results(work: Path) -> dict[str, str]:
 
 def summarise(module: str, verdicts: dict[str, str]) -> tuple[int, int, int]:
     """Print the score of one module; returns (killed, counted, survivors)."""
+    not_run = [n for n, s in verdicts.items() if s == "not checked"]
+    verdicts = {n: s for n, s in verdicts.items() if s != "not checked"}
+    if not_run:
+        print(f"{module}: {len(not_run)} mutants not run (see --only)")
     killed = sum(1 for s in verdicts.values() if s in ("killed", "timeout"))
     equivalent = [n for n in verdicts if n in EQUIVALENT]
     survivors = [
@@ -215,10 +320,53 @@ def summarise(module: str, verdicts: dict[str, str]) -> tuple[int, int, int]:
         print(f"  {verdicts[name]:<10} {name}")
     prefix = f"msgstate.{module}."
     for name in EQUIVALENT:
+        if name in not_run:
+            continue
         if name.startswith(prefix) and verdicts.get(name) != "survived":
             state = verdicts.get(name, "no longer exists")
             print(f"  stale equivalent ({state}): {name}")
     return killed, counted, len(survivors)
+
+
+def copy_checkout(directory: Path) -> None:
+    """Copy the package, the tests and ``pyproject.toml`` into ``directory``."""
+    for part in ("msgstate", "tests"):
+        shutil.copytree(
+            ROOT / part,
+            directory / part,
+            ignore=shutil.ignore_patterns("__pycache__", "*.db*"),
+        )
+    shutil.copy2(ROOT / "pyproject.toml", directory / "pyproject.toml")
+
+
+def copy_env(directory: Path) -> dict[str, str]:
+    """The environment that makes Python import the copy in ``directory``."""
+    env = dict(os.environ, HYPOTHESIS_PROFILE="mutation", PYTHONDONTWRITEBYTECODE="1")
+    env.pop("CI", None)
+    env["PYTHONPATH"] = str(directory)  # the copy, not the checkout, is imported
+    return env
+
+
+def run_sample_mutant(name: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """Apply :data:`SAMPLE` mutant ``name`` to a copy of the package and tests in
+    ``directory`` and run its tests there (first failure stops them)."""
+    path, original, mutated, tests = SAMPLE[name]
+    copy_checkout(directory)
+    target = directory / path
+    source = target.read_text("utf-8")
+    if source.count(original) != 1:
+        msg = f"{path} no longer holds the text sample mutant {name!r} changes"
+        raise LookupError(msg)
+    target.write_text(source.replace(original, mutated), "utf-8")
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    return subprocess.run(
+        [*command, "--rootdir", str(directory), *tests, "-k", "not postgres"],
+        cwd=directory,
+        env=copy_env(directory),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every module")
     parser.add_argument("--fresh", action="store_true", help="discard old results")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only mutants whose mutmut name matches (e.g. 'msgstate.policy.*decide*')",
+    )
     args = parser.parse_args(argv)
     modules = list(MODULES) if args.all else args.modules
     unknown = [m for m in modules if m not in MODULES]
@@ -241,15 +396,23 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         started = time.monotonic()
         work = prepare(module, args.fresh)
-        run = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", children],
-            cwd=work,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            check=False,
-        )
+        log = work / "mutmut-run.log"
+        with log.open("w", encoding="utf-8") as output:
+            run = subprocess.run(
+                [
+                    *(sys.executable, "-m", "mutmut", "run"),
+                    *("--max-children", children, *args.only),
+                ],
+                cwd=work,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
         if run.returncode != 0:
-            print(f"{module}: mutmut failed (exit {run.returncode})")
+            tail = log.read_text("utf-8", errors="replace").replace("\r", "\n")
+            print(f"{module}: mutmut failed (exit {run.returncode}); end of {log}:")
+            print("\n".join(tail.splitlines()[-40:]))
             status = 1
             continue
         _, _, survivors = summarise(module, results(work))

@@ -61,6 +61,14 @@ def fresh_url() -> str:
     return f"{BASE_URL}?schema={schema}"
 
 
+def register_schema(schema: str) -> str:
+    """Have ``schema`` dropped at the end of the session (for schemas a test names
+    itself, such as the URL fuzzer's); returns it."""
+    if schema not in _CREATED:
+        _CREATED.append(schema)
+    return schema
+
+
 def drop_test_schemas() -> None:
     """Drop the schemas this test session made (not other sessions' ones)."""
     if unavailable_reason() is not None or not _CREATED:

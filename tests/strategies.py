@@ -16,20 +16,23 @@ from typing import Any
 from hypothesis import strategies as st
 
 import msgstate
-from msgstate import ResendPolicy, RetryClass
+from msgstate import MsgStateError, ResendPolicy, RetryClass
 
 __all__ = [
     "CATALOG_CLASSES",
     "CATALOG_RANGES",
+    "COMMANDS",
     "ELEMENT_SAMPLES",
     "INT32",
     "MAX_INTERVAL",
     "MAX_RETRY_AFTER",
+    "POLICIES",
     "catalog_codes",
     "creation_fields",
     "element_contents",
     "error_codes",
     "identifiers",
+    "initial_creates",
     "invalid_policy_kwargs",
     "machine_policies",
     "message_scripts",
@@ -37,6 +40,7 @@ __all__ = [
     "policies",
     "request_ids",
     "retry_afters",
+    "run_commands",
     "seqs",
     "unknown_codes",
 ]
@@ -539,3 +543,76 @@ def message_scripts(draw: st.DrawFn) -> tuple[bool, list[tuple[Any, ...]]]:
         st.tuples(st.just("wait"), st.integers(1, 60)),
     )
     return draw(st.booleans()), draw(st.lists(step, max_size=8))
+
+
+# -- command sequences: the read-model, what-if and batch properties share them --
+
+TIMEOUT, BLOCKED, ACK = 6012, 80001, 9520
+
+COMMANDS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["create", "create", "fail", "fail", "resend", "deliver", "tick"]
+        ),
+        st.integers(0, 5),  # which message
+        st.sampled_from([TIMEOUT, TIMEOUT, BLOCKED, ACK, 7008, 424242]),
+        st.sampled_from([None, 0.5, 30.0]),  # retry_after
+        st.integers(0, 40),  # seconds to advance
+        st.sampled_from([None, True, False]),  # a resend's online_user_only
+    ),
+    max_size=60,
+)
+"""Commands ``(name, which, code, retry_after, seconds, online_user_only)`` on six
+messages; :func:`run_commands` performs them."""
+
+POLICIES = st.builds(
+    ResendPolicy,
+    max_attempts=st.sampled_from([1, 2, 3, 4, 4, 4]),
+    jitter=st.sampled_from([0.0, 0.5]),
+    enforce_backoff=st.booleans(),
+    max_age=st.sampled_from([None, None, timedelta(seconds=90)]),
+    online_only_max_age=st.sampled_from([None, None, timedelta(seconds=30)]),
+    unknown_code_class=st.sampled_from(list(RetryClass)),
+    resend_ambiguous=st.booleans(),
+)
+"""Policies small enough that :data:`COMMANDS` reach every limit."""
+
+
+def initial_creates() -> list[tuple[Any, ...]]:
+    """Commands creating all six messages (so failures and resends land often)."""
+    return [("create", i, 0, None, 0, None) for i in range(6)]
+
+
+def run_commands(
+    service: Any, clock: Any, commands: list[Any], prefix: str
+) -> list[str]:
+    """Perform :data:`COMMANDS` on ``service`` (a service or a batch), advancing
+    ``clock`` by a second after each (and by ``seconds`` on a tick); refusals are
+    part of the sequence. Message ``which`` is created online-only when even, and a
+    resend passes its ``online_user_only`` (``None`` keeps the message's own).
+    Returns the ids created, sorted."""
+    ids = []
+    for name, which, code, retry_after, seconds, online_user_only in commands:
+        msg_id = f"{prefix}{which}"
+        try:
+            if name == "create":
+                service.create(
+                    msg_id,
+                    sender="alice",
+                    user_id="bob",
+                    online_user_only=which % 2 == 0,
+                )
+                ids.append(msg_id)
+            elif name == "fail":
+                service.record_failure(msg_id, code=code, retry_after=retry_after)
+            elif name == "resend":
+                service.resend(msg_id, online_user_only=online_user_only)
+            elif name == "deliver":
+                service.record_delivery(msg_id, seq=f"s{which}")
+            elif clock is not None:
+                clock.advance(seconds)
+        except MsgStateError:
+            pass  # refusals are part of the sequence
+        if clock is not None:
+            clock.advance(1)  # distinct times, so orderings are not all ties
+    return sorted(set(ids))

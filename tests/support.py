@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from msgstate import MessageService
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -22,3 +27,14 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self.now!r})"
+
+
+@contextmanager
+def opened(url: str, **kwargs: Any) -> Iterator[MessageService]:
+    """``MessageService.open(url, **kwargs)``, closed however the block ends (a
+    failing hypothesis example must not leave its connections open)."""
+    service = MessageService.open(url, **kwargs)
+    try:
+        yield service
+    finally:
+        service.close()

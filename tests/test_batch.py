@@ -21,8 +21,8 @@ from msgstate import (
     StorageError,
 )
 from tests.conftest import ServiceFactory, backend_url
-from tests.support import FakeClock
-from tests.test_projections import COMMANDS, POLICIES
+from tests.strategies import COMMANDS, POLICIES
+from tests.support import FakeClock, opened
 
 TIMEOUT = 6012
 
@@ -174,15 +174,21 @@ def test_record_failures(service: MessageService) -> None:
 
 def run(target: Any, commands: list[Any]) -> None:
     """Apply the commands to a service or a batch (the same method names)."""
-    for name, which, code, retry_after, _ in commands:
+    for name, which, code, retry_after, _, online_user_only in commands:
         msg_id = f"m{which}"
         try:
             if name == "create":
-                target.create(msg_id, sender="a", user_id="b")
+                target.create(
+                    msg_id, sender="a", user_id="b", online_user_only=which % 2 == 0
+                )
             elif name == "fail":
                 target.record_failure(msg_id, code=code, retry_after=retry_after)
             elif name == "resend":
-                target.resend(msg_id, request_id=f"r{which}-{code}")
+                target.resend(
+                    msg_id,
+                    request_id=f"r{which}-{code}",
+                    online_user_only=online_user_only,
+                )
             elif name == "deliver":
                 target.record_delivery(msg_id, seq=f"s{which}")
         except MsgStateError:
@@ -200,27 +206,31 @@ def test_batch_equals_commands_one_by_one(
 ) -> None:
     """Any batch produces the same histories as its commands run one by one."""
     clock = FakeClock()
-    one = MessageService.open(
-        backend_url(backend, tmp_path_factory.mktemp("a")), policy=policy, clock=clock
-    )
-    many = MessageService.open(
-        backend_url(backend, tmp_path_factory.mktemp("b")), policy=policy, clock=clock
-    )
-    run(one, commands)
-    with many.batch() as batch:
-        if prefetch:  # loading every message up front must change nothing
-            batch.prefetch([f"m{i}" for i in range(6)])
-        run(batch, commands)
-    for which in range(6):
-        try:
-            expected = one.history(f"m{which}")
-        except MessageNotFound:
-            with pytest.raises(MessageNotFound):
-                many.history(f"m{which}")
-            continue
-        assert expected == many.history(f"m{which}")
-    one.close()
-    many.close()
+    with (
+        opened(
+            backend_url(backend, tmp_path_factory.mktemp("a")),
+            policy=policy,
+            clock=clock,
+        ) as one,
+        opened(
+            backend_url(backend, tmp_path_factory.mktemp("b")),
+            policy=policy,
+            clock=clock,
+        ) as many,
+    ):
+        run(one, commands)
+        with many.batch() as batch:
+            if prefetch:  # loading every message up front must change nothing
+                batch.prefetch([f"m{i}" for i in range(6)])
+            run(batch, commands)
+        for which in range(6):
+            try:
+                expected = one.history(f"m{which}")
+            except MessageNotFound:
+                with pytest.raises(MessageNotFound):
+                    many.history(f"m{which}")
+                continue
+            assert expected == many.history(f"m{which}")
 
 
 def test_batch_get_sees_unsaved_changes(service: MessageService) -> None:

@@ -2077,7 +2077,8 @@ OPTION_ARGS = {
         ),
         st.one_of(
             st.sampled_from(["", "abc", "not base64!", KEY + "\n", " " + KEY]),
-            st.sampled_from([KEY[:-1] + "\x00", "é" * 44, KEY.replace("A", "-")]),
+            # "-" is not in the standard base64 alphabet: always invalid.
+            st.sampled_from([KEY[:-1] + "\x00", "é" * 44, "-" + KEY[1:]]),
             st.binary(max_size=48)
             .filter(lambda b: len(b) not in (16, 24, 32))
             .map(_b64),
@@ -2121,8 +2122,12 @@ def test_open_options(
         check_error(info.value)
         return
     if kind == "sqlite" and kwargs.get("create_tables") is False:
-        with pytest.raises(StorageError) as info:
-            MessageService.open(url, **kwargs).create("m", sender="a", user_id="b")
+        with pytest.raises(StorageError) as info:  # when opening or writing
+            unready = MessageService.open(url, **kwargs)
+            try:
+                unready.create("m", sender="a", user_id="b")
+            finally:
+                unready.close()
         check_error(info.value)
         return
     service = MessageService.open(url, **kwargs)
@@ -2341,21 +2346,26 @@ def real_server_urls(draw: st.DrawFn) -> UrlCase:
     """
     user_ok, db_ok = draw(st.booleans()), draw(st.booleans())
     utf8 = st.characters(codec="utf-8", exclude_characters="/")
+    names: list[str] = []  # the unknown user's and database's names, decoded
     if user_ok:
         user = _BASE.username or ""
     else:
-        user = "nouser_" + quote(draw(_text(utf8, max_size=8)), safe="")
+        names.append(draw(_text(utf8, max_size=8)))
+        user = "nouser_" + quote(names[-1], safe="")
     if db_ok:
         dbname = _BASE.path.lstrip("/")
     else:
-        dbname = "nodb_" + quote(draw(_text(utf8, max_size=8)), safe="")
+        names.append(draw(_text(utf8, max_size=8)))
+        dbname = "nodb_" + quote(names[-1], safe="")
     password = (
         f":{_BASE.password}"
         if _BASE.password
         else draw(st.sampled_from(["", f":{SECRET}"]))
     )
     options: dict[str, str] = {}
-    good = True
+    # A NUL (%00) in a name is refused before connecting (InvalidArgument): no
+    # server can have such a user or database.
+    good = not any("\x00" in name for name in names)
     for name in draw(
         st.lists(st.sampled_from(sorted(POOL_OPTIONS)), unique=True, max_size=3)
     ):
@@ -2374,7 +2384,7 @@ def real_server_urls(draw: st.DrawFn) -> UrlCase:
         good = False
     if draw(st.integers(0, 3)):
         suffix = draw(st.from_regex(r"[a-z0-9_]{0,8}", fullmatch=True))
-        schema = f"{pg.SCHEMA_PREFIX}fz{SESSION}_{suffix}"
+        schema = pg.register_schema(f"{pg.SCHEMA_PREFIX}fz{SESSION}_{suffix}")
     else:
         schema = draw(BAD_SCHEMAS)
         good = False
@@ -2434,6 +2444,9 @@ def urls(draw: st.DrawFn) -> UrlCase:
 @example(case=UrlCase(f"memory://user:{SECRET}@host", "refuse"))
 @example(case=UrlCase(f"sqlite://user:{SECRET}@host/x.db", "refuse"))
 @example(case=UrlCase("sqlite:///x:memory:.db"))
+@example(case=UrlCase("sqlite:///" + "x" * 300, "refuse"))
+@example(case=UrlCase(f"postgresql://u@{REAL_HOST}/nodb_%00", "refuse", "real"))
+@example(case=UrlCase(f"postgresql://nouser_%00@{REAL_HOST}/db", "refuse", "real"))
 def test_open_url(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -2470,10 +2483,10 @@ def test_open_url(
         assert not (isinstance(error, StorageError) and case.expect == "refuse")
         assert not (isinstance(error, InvalidArgument) and case.expect == "storage")
         return
+    if opened is not None:
+        opened.close()  # first: a failed assertion must not leak its connections
     assert case.expect in ("open", "any"), f"{case.url!r} opened"
     event(f"opened: {urlsplit(case.url).scheme.lower()} via {case.via}")
-    if opened is not None:
-        opened.close()
     msg_id = "u'; DROP TABLE stored_events; --"
     service = MessageService.open(case.url)
     try:

@@ -53,6 +53,42 @@ def test_dot_diagram_is_a_digraph() -> None:
     assert 8 == dot.count("[label=")
 
 
+def test_diagrams_exactly() -> None:
+    """Both renderings, character for character (written out here), so a changed
+    label, arrow, header or line end is noticed."""
+    mermaid = """\
+stateDiagram-v2
+    [*] --> SENDING: Created (first attempt)
+    SENDING --> SEND_FAIL: SendFailed
+    SENDING --> SEND_SUCC: Delivered
+    SEND_FAIL --> SENDING: ResendRequested (if the policy allows)
+    SEND_FAIL --> SEND_SUCC: Delivered (late acknowledgement)
+    SEND_SUCC --> [*]
+"""
+    dot = """\
+digraph msgstate {
+    rankdir=LR;
+    start [shape=point];
+    start -> SENDING [label="Created\\n(first attempt)"];
+    SENDING -> SEND_FAIL [label="SendFailed"];
+    SENDING -> SEND_SUCC [label="Delivered"];
+    SEND_FAIL -> SENDING [label="ResendRequested\\n(if the policy allows)"];
+    SEND_FAIL -> SEND_SUCC [label="Delivered\\n(late acknowledgement)"];
+    SEND_SUCC [shape=doublecircle];
+}
+"""
+    assert (mermaid, dot) == (to_mermaid(), to_dot())
+
+
+def test_status_repr_is_python() -> None:
+    """A status prints as the Python expression that names it."""
+    assert ["MessageStatus.SENDING", "MessageStatus.LOCAL_REVOKED"] == [
+        repr(MessageStatus.SENDING),
+        repr(MessageStatus.LOCAL_REVOKED),
+    ]
+    assert MessageStatus.SEND_FAIL is eval(repr(MessageStatus.SEND_FAIL))
+
+
 @pytest.mark.parametrize("code", REQUIRED)
 def test_required_codes_are_catalogued_with_a_source(code: int) -> None:
     """Every code the issue lists is in the catalog, citing its header."""

@@ -62,6 +62,39 @@ def test_bad_urls_raise_invalid_argument_naming_the_url(url: str) -> None:
     assert repr(url) in info.value.desc or url in info.value.desc
 
 
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("x" * 300, "247 bytes"),  # the file name (SQLite adds "-journal")
+        ("x" * 248, "247 bytes"),
+        ("é" * 200 + "/x.db", "255 bytes per name"),  # a directory name
+        ("a/" * 2100 + "x.db", "4095 bytes"),  # the whole path
+    ],
+)
+def test_too_long_sqlite_paths_name_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, limit: str
+) -> None:
+    """A path past the file system's limits is refused naming the limit, not OSError."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidArgument) as info:
+        MessageService.open("sqlite:///" + path)
+    assert limit in info.value.desc
+    assert [] == list(tmp_path.iterdir())  # nothing written
+
+
+def test_longest_sqlite_file_name_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file name of exactly the limit (247 bytes) opens and works."""
+    monkeypatch.chdir(tmp_path)
+    service = MessageService.open("sqlite:///" + "x" * 247)
+    try:
+        service.create("m1", sender="a", user_id="b")
+        assert "m1" == service.get("m1").msg_id
+    finally:
+        service.close()
+
+
 def test_directory_is_not_a_database(tmp_path: Path) -> None:
     """A URL naming a directory is refused."""
     with pytest.raises(InvalidArgument):
