@@ -23,6 +23,7 @@ from tests import pg
 PROCESSES = 8
 ROUNDS = int(os.environ.get("MSGSTATE_CONCURRENT_OPEN_ROUNDS", "20"))
 BARRIER_TIMEOUT = 120.0
+PG_OPTIONS = "&pool_size=1&max_overflow=2&connect_timeout=30"
 
 
 _barrier: Barrier | None = None
@@ -95,7 +96,9 @@ def _expected(rounds: Sequence[int]) -> set[str]:
 def _urls(backend: str, directory: Path, count: int) -> list[str]:
     if backend == "sqlite":
         return [f"sqlite:///{directory / f'store-{i}.db'}" for i in range(count)]
-    return [pg.fresh_url() for _ in range(count)]
+    # Small pools and a patient connect_timeout: the test is about DDL races, and
+    # the shared test server has 100 connections for every test run on it.
+    return [f"{pg.fresh_url()}{PG_OPTIONS}" for _ in range(count)]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
