@@ -849,18 +849,11 @@ def _restore_reason(ours: bool, in_store: bool, marked: bool) -> str:
     return "not archived by this archive"
 
 
-class _SQLiteStore(_Store):
-    def __init__(self, service: MessageService) -> None:
-        super().__init__(service)
-        recorder: Any = service.recorder
-        self.datastore = recorder.datastore
-        self.events = recorder.events_table_name
-        self.snapshots = self.events.replace("events", "snapshots")
-        if service.snapshots is not None:
-            self.snapshots = getattr(
-                service.snapshots.recorder, "events_table_name", self.snapshots
-            )
-        self.views: Any = service._views
+class _SQLStore(_Store):
+    """What the SQLite and PostgreSQL stores share: candidates come from the
+    read-model table (``self.views``), streams from one bulk read."""
+
+    views: Any
 
     def candidates(
         self,
@@ -879,6 +872,20 @@ class _SQLiteStore(_Store):
         from msgstate.storage import select_streams
 
         return select_streams(self.service.recorder, ids) or {}
+
+
+class _SQLiteStore(_SQLStore):
+    def __init__(self, service: MessageService) -> None:
+        super().__init__(service)
+        recorder: Any = service.recorder
+        self.datastore = recorder.datastore
+        self.events = recorder.events_table_name
+        self.snapshots = self.events.replace("events", "snapshots")
+        if service.snapshots is not None:
+            self.snapshots = getattr(
+                service.snapshots.recorder, "events_table_name", self.snapshots
+            )
+        self.views: Any = service._views
 
     def ensure(self) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -1055,7 +1062,7 @@ def _candidates_sql(
     return sql, {"max_attempts": query.max_attempts}
 
 
-class _PostgresStore(_Store):
+class _PostgresStore(_SQLStore):
     def __init__(self, service: MessageService) -> None:
         super().__init__(service)
         from psycopg.sql import SQL, Identifier
@@ -1079,24 +1086,6 @@ class _PostgresStore(_Store):
         )
         self.views: Any = service._views
         self.channel = Identifier(recorder.channel_name)
-
-    def candidates(
-        self,
-        query: PolicyQuery,
-        now: datetime,
-        before: datetime,
-        kinds: Sequence[str],
-    ) -> list[UUID]:
-        sql, params = _candidates_sql(self.views, query, kinds)
-        rows = self.views._query(
-            sql, {**params, "now": now.timestamp(), "before": before.timestamp()}
-        )
-        return sorted(UUID(str(row[0])) for row in rows)
-
-    def read_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
-        from msgstate.storage import select_streams
-
-        return select_streams(self.service.recorder, ids) or {}
 
     def ensure(self) -> None:
         from psycopg.sql import SQL, Identifier, Literal

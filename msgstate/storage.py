@@ -15,6 +15,7 @@ import re
 import secrets
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -377,7 +378,38 @@ def service_env(
         env["CIPHER_KEY"] = _check_cipher_key(cipher_key)
     if "POSTGRES_SCHEMA" in env:
         _prepare_postgres(env, create_schema=create_tables)
+    elif env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+        _prepare_sqlite(env)
     return env
+
+
+def _prepare_sqlite(env: Mapping[str, str]) -> None:
+    """Put a SQLite file in WAL mode once, waiting for other processes if need be.
+
+    eventsourcing runs ``PRAGMA journal_mode=WAL`` on every new connection. On a
+    new file, several processes doing that at the same moment get ``database is
+    locked`` at once (SQLite's busy timeout does not cover that switch). Once the
+    file is in WAL mode the pragma needs no lock, so switching it here, retried
+    until ``SQLITE_LOCK_TIMEOUT``, lets any number of processes open it together.
+    """
+    name = env["SQLITE_DBNAME"]
+    timeout = float(env.get("SQLITE_LOCK_TIMEOUT", "30"))
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            connection = sqlite3.connect(name, timeout=timeout)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL").fetchone()
+            finally:
+                connection.close()
+            return
+        except sqlite3.Error as error:
+            locked = "locked" in str(error) or "busy" in str(error)
+            if not locked or time.monotonic() >= deadline:
+                raise StorageError(f"store {name}: {error}") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 def generate_cipher_key() -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from msgstate import MessageService, MessageView, StorageError
 
-TRANSIENT_CODE = 6006
+TRANSIENT_CODE = 6012  # ERR_REQUEST_TIME_OUT: TRANSIENT in the catalog
 STEP_DEADLINE = 180.0
 STEPS = ("create", "fail", "resend", "deliver")
 
