@@ -404,14 +404,22 @@ def _key_of(row: Any) -> bytes | None:
 
 def _create_concurrently(datastore: Any, statement: Any) -> None:
     """Run a CREATE ... IF NOT EXISTS that another process may run at once."""
+    from eventsourcing.persistence import IntegrityError, ProgrammingError
     from psycopg import errors
 
+    raced = (
+        errors.UniqueViolation,
+        errors.DuplicateTable,
+        errors.DuplicateObject,
+        IntegrityError,  # eventsourcing's datastore wraps the two above
+        ProgrammingError,
+    )
     for attempt in range(3):
         try:
             with datastore.transaction(commit=True) as c:
                 c.execute(statement)
             return
-        except (errors.UniqueViolation, errors.DuplicateTable, errors.DuplicateObject):
+        except raced:  # another process created it first: IF NOT EXISTS now holds
             if attempt == 2:
                 raise
 

@@ -63,6 +63,9 @@ stateDiagram-v2
     SENDING --> SEND_SUCC: Delivered
     SEND_FAIL --> SENDING: ResendRequested (if the policy allows)
     SEND_FAIL --> SEND_SUCC: Delivered (late acknowledgement)
+    SENDING --> SENDING: Forgotten (any status; changes none)
+    SEND_FAIL --> SEND_FAIL: Forgotten (any status; changes none)
+    SEND_SUCC --> SEND_SUCC: Forgotten (any status; changes none)
     SEND_SUCC --> [*]
 """
     dot = """\
@@ -74,6 +77,9 @@ digraph msgstate {
     SENDING -> SEND_SUCC [label="Delivered"];
     SEND_FAIL -> SENDING [label="ResendRequested\\n(if the policy allows)"];
     SEND_FAIL -> SEND_SUCC [label="Delivered\\n(late acknowledgement)"];
+    SENDING -> SENDING [label="Forgotten\\n(any status; changes none)"];
+    SEND_FAIL -> SEND_FAIL [label="Forgotten\\n(any status; changes none)"];
+    SEND_SUCC -> SEND_SUCC [label="Forgotten\\n(any status; changes none)"];
     SEND_SUCC [shape=doublecircle];
 }
 """

@@ -465,9 +465,13 @@ _OPTIONAL = ("max_age", "online_only_max_age")
 
 def policy_from_form(form: Mapping[str, str], base: ResendPolicy) -> ResendPolicy:
     """The :class:`ResendPolicy` a what-if form describes (its fields, as
-    :meth:`ResendPolicy.to_dict` names them; a missing checkbox is ``False``)."""
+    :meth:`ResendPolicy.to_dict` names them; a missing checkbox is ``False``,
+    another missing field keeps ``base``'s value, an empty one is refused)."""
     data: dict[str, Any] = {}
     for key, default in base.to_dict().items():
+        if key not in _BOOLS and key not in form:
+            data[key] = default
+            continue
         raw = form.get(key, "").strip()
         if key in _BOOLS:
             data[key] = raw in ("on", "true", "1")
