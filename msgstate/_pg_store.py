@@ -16,8 +16,11 @@ extension points (a factory subclass and recorder subclasses, no fork):
   retried once on a fresh one (a lost commit reply then surfaces as the
   ``IntegrityError`` of a second insert, which the service's idempotent commands
   absorb); other operational errors (lock timeouts) keep eventsourcing's retries;
-* the pool stops backing off after ``connect_timeout`` and tries again at the next
-  request, and each connection attempt itself gives up after ``connect_timeout``.
+* the pool gives up a failed reconnection after :data:`RECONNECT_WINDOW` seconds
+  and tries again at the next request (psycopg_pool backs off 1 s, 2 s, ... within
+  that window, so a longer one could leave a request made just after the server
+  came back waiting for a scheduled attempt past its own ``connect_timeout``); each
+  connection attempt itself gives up after ``connect_timeout``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ OTHER_ATTEMPTS = 10
 
 OTHER_WAIT = 0.2
 """Seconds between those attempts."""
+
+RECONNECT_WINDOW = 0.5
+"""Seconds psycopg_pool keeps retrying a failed reconnection before it gives up."""
 
 
 def _driver_error(error: BaseException) -> BaseException | None:
@@ -157,7 +163,7 @@ class PostgresStoreFactory(PostgresFactory):
         timeout = float(self.env.get(self.POSTGRES_CONNECT_TIMEOUT) or 5)
         pool = self.datastore.pool
         # psycopg_pool's documented knobs; the pool is not open yet.
-        pool.reconnect_timeout = timeout
+        pool.reconnect_timeout = min(timeout, RECONNECT_WINDOW)
         if isinstance(pool.kwargs, dict):
             pool.kwargs["connect_timeout"] = max(1, round(timeout))
         if getattr(pool, "_check", None) is not None:
