@@ -817,5 +817,5 @@ class PostgresMessageMachine(SQLiteMessageMachine):
 
 TestPostgresMessageMachine = PostgresMessageMachine.TestCase
 TestPostgresMessageMachine.settings = settings(
-    max_examples=_examples(0.15), stateful_step_count=40
+    max_examples=_examples(0.07), stateful_step_count=40
 )
