@@ -182,7 +182,27 @@ _AFTER = (
     "after='' and after=None both start before the first msg_id (ids are non-empty)"
 )
 
+_FLOOR = (
+    "int(a / b) and int(a // b) agree for the positive times and spans here (int "
+    "truncates toward zero, which is the floor for positive values)"
+)
+_TRIM = (
+    "only changes which minutes older than the last day are dropped from memory; "
+    "every chart window starts in the hour after the one holding now minus a day, "
+    "so such minutes are in no bucket"
+)
+
 EQUIVALENT: dict[str, str] = {
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_61": _NOW,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_128": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_129": _HELP,
+    "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_130": _HELP,
+    "msgstate.web.rates.xǁEventRatesǁ_read__mutmut_20": _FLOOR,
+    "msgstate.web.rates.xǁEventRatesǁseries__mutmut_9": _FLOOR,
+    "msgstate.web.rates.xǁEventRatesǁseries__mutmut_29": _FLOOR,
+    "msgstate.web.rates.xǁEventRatesǁseries__mutmut_33": _FLOOR,
+    "msgstate.web.rates.xǁEventRatesǁseries__mutmut_10": _TRIM,
+    "msgstate.web.rates.xǁEventRatesǁseries__mutmut_11": _TRIM,
     "msgstate.web.auth.x_load_tokens__mutmut_2": (
         "encoding=None reads with the locale's encoding, which is UTF-8 (C.UTF-8) "
         "wherever the tests run, so a UTF-8 file reads the same"

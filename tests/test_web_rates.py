@@ -4,6 +4,7 @@ against counts taken here from ``export_history``."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -176,3 +177,65 @@ def test_an_empty_store_has_empty_buckets(service: MessageService) -> None:
     assert 3600 == series.bucket_seconds
     assert {kind: [0, 0] for kind in COUNTED} == series.counts
     assert ["23:00", "00:00"] == series.labels
+
+
+def test_the_first_call_reads_only_the_last_day(
+    service: MessageService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first call finds where the last day starts (a binary search reading one
+    notification at a time) and reads the log in pages from exactly there: three
+    days of hourly failures, a two-day gap, then failures a minute apart; and an
+    event at exactly a day before now is read (the last day includes it). Reading
+    less would lose events; reading more, memory and time."""
+    list(play(service, clock, [(3600, "fail")] * 72, prefix="old"))
+    clock.advance(2 * 86400)
+    list(play(service, clock, [(60, "resend")] * 5, prefix="new"))
+    clock.advance(86400 - 4 * 60)  # the first "new" failure is now a day old
+    since = clock.now - timedelta(days=1)
+    in_last_day = [
+        i + 1
+        for i, line in enumerate(service.export_history())
+        if datetime.fromisoformat(json.loads(line)["recorded_at"]) >= since
+    ]
+    read: list[int] = []
+    select = service.recorder.select_notifications
+
+    def spy(*args: object, **kwargs: object) -> object:
+        page = select(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("limit") != 1:
+            read.extend(n.id for n in page)
+        return page
+
+    monkeypatch.setattr(service.recorder, "select_notifications", spy)
+    series = EventRates(service).series(timedelta(days=1))
+    assert in_last_day == read
+    assert 5 * 4 == len(read)  # 5 lifecycles of 4 events, the first at `since`
+    assert expected(service, clock.now, timedelta(days=1))[1] == series.counts
+
+
+def test_a_clock_moved_back_counts_nothing_after_now(
+    service: MessageService, clock: FakeClock
+) -> None:
+    """Events recorded after the service's now (another writer's clock ahead, or
+    this clock set back) are not in any bucket, and nothing fails."""
+    list(play(service, clock, [(60, "fail")] * 3))
+    clock.now -= timedelta(minutes=2)
+    for span in (timedelta(minutes=5), timedelta(hours=2)):
+        series = EventRates(service).series(span)
+        assert expected(service, clock.now, span)[1] == series.counts
+    assert 1 == sum(
+        EventRates(service).series(timedelta(minutes=5)).counts["SendFailed"]
+    )
+
+
+def test_labels_are_utc_whatever_the_local_time_zone(
+    service: MessageService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        series = EventRates(service).series(timedelta(minutes=2))
+        assert ["23:59", "00:00"] == series.labels
+    finally:
+        monkeypatch.undo()
+        time.tzset()
