@@ -71,7 +71,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
     "web/rates": ("tests/test_web_rates.py", "tests/test_web.py"),
-    "web/diagram": ("tests/test_web.py",),
+    "web/diagram": ("tests/test_web_diagram.py", "tests/test_web.py"),
     "web/app": ("tests/test_web.py",),
     "archive": (
         "tests/test_archive.py",

@@ -2,7 +2,8 @@
 
 No network and no JavaScript: statuses are laid out in columns by their distance
 from creation, each transition is a straight or curved arrow labelled with its
-event (and note). Colours and fonts are SVG presentation attributes, not ``style``,
+event (and note); one that keeps the status (``Forgotten``) is a loop under its
+node. Colours and fonts are SVG presentation attributes, not ``style``,
 so the drawing passes the console's Content-Security-Policy when inlined.
 """
 
@@ -20,6 +21,7 @@ _W, _H = 180, 48  # node size
 _COL, _ROW = 420, 210  # distance between columns / rows
 _MARGIN = 40
 _START = "start"
+_LOOP = 70  # room under a node for a loop (a transition to the same status)
 
 
 def _ranks(transitions: Sequence[Transition]) -> dict[str, int]:
@@ -53,6 +55,23 @@ def _clip(
     return cx + dx * scale, cy + dy * scale
 
 
+def _loop(x: float, y: float, label: str) -> str:
+    """A transition from a status to itself: a loop under the left half of the
+    node, labelled under the loop."""
+    bottom = y + _H / 2
+    x0, x1 = x - 70, x - 30
+    depth = _LOOP - 25
+    return (
+        f'<g class="transition"><path d="M {x0:.1f} {bottom:.1f} C {x0 - 20:.1f} '
+        f"{bottom + depth:.1f} {x1 + 20:.1f} {bottom + depth:.1f} {x1:.1f} "
+        f'{bottom:.1f}" fill="none" stroke="#334" stroke-width="1.5" '
+        'marker-end="url(#arrow)"/>'
+        f'<text x="{(x0 + x1) / 2:.1f}" y="{bottom + _LOOP:.1f}" '
+        'text-anchor="middle" fill="#123" stroke="#fff" stroke-width="4" '
+        f'paint-order="stroke">{escape(label)}</text></g>'
+    )
+
+
 def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
     """An SVG document drawing ``transitions`` (by default, msgstate's table)."""
     ranks = _ranks(transitions)
@@ -60,11 +79,12 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
     for node, rank in ranks.items():
         columns.setdefault(rank, []).append(node)
     tallest = max(len(nodes) for nodes in columns.values())
-    height = _MARGIN * 2 + (tallest - 1) * _ROW + _H + 60
+    loops = any(t.source is t.target for t in transitions)
+    height = _MARGIN * 2 + (tallest - 1) * _ROW + _H + 60 + (_LOOP if loops else 0)
     width = _MARGIN * 2 + max(columns) * _COL + _W + 160
     centre: dict[str, tuple[float, float]] = {}
     for rank, nodes in columns.items():
-        top = height / 2 - (len(nodes) - 1) * _ROW / 2
+        top = (height - (_LOOP if loops else 0)) / 2 - (len(nodes) - 1) * _ROW / 2
         for i, node in enumerate(nodes):
             x = _MARGIN + rank * _COL + (_W / 2 if node != _START else 10)
             centre[node] = (x, top + i * _ROW)
@@ -90,6 +110,10 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
         source = _START if t.source is None else t.source.name
         target = t.target.name
         (sx, sy), (tx, ty) = centre[source], centre[target]
+        label = t.event if not t.note else f"{t.event} ({t.note})"
+        if source == target:
+            out.append(_loop(sx, sy, label))
+            continue
         if ranks[source] == ranks[target]:
             bend = 90.0
         elif (target, source) in pairs:
@@ -102,7 +126,6 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
         cx, cy = mx + nx * bend, my + ny * bend
         x0, y0 = _clip(sx, sy, cx, cy, source == _START)
         x1, y1 = _clip(tx, ty, cx, cy, False)
-        label = t.event if not t.note else f"{t.event} ({t.note})"
         # the label sits just outside the curve's bulge (or above a straight arrow)
         lx = 0.25 * x0 + 0.5 * cx + 0.25 * x1 + (nx * 12 if bend else 0)
         ly = 0.25 * y0 + 0.5 * cy + 0.25 * y1
