@@ -193,6 +193,18 @@ _TRIM = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "msgstate.web.rates.xǁEventRatesǁ_first_id_since__mutmut_20": (
+        "an empty page cannot happen: the search asks only for ids below "
+        "max_notification_id() + 1, and select_notifications answers the next id "
+        "at or after the one asked for"
+    ),
+    "msgstate.web.rates.xǁEventRatesǁ_first_id_since__mutmut_6": (
+        "'or 1' only differs on an empty log, where both searches answer 1"
+    ),
+    "msgstate.web.rates.xǁEventRatesǁ_first_id_since__mutmut_7": (
+        "a search range one id longer: the id past the last has no notification, so "
+        "the search treats it as after the moment, and answers the same"
+    ),
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_61": _NOW,
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_128": _HELP,
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_129": _HELP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -179,18 +179,53 @@ def test_an_empty_store_has_empty_buckets(service: MessageService) -> None:
     assert ["23:00", "00:00"] == series.labels
 
 
-def test_the_first_call_reads_only_the_last_day(
-    service: MessageService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The first call finds where the last day starts (a binary search reading one
-    notification at a time) and reads the log in pages from exactly there: three
-    days of hourly failures, a two-day gap, then failures a minute apart; and an
-    event at exactly a day before now is read (the last day includes it). Reading
-    less would lose events; reading more, memory and time."""
+def _gap(service: MessageService, clock: FakeClock) -> None:
     list(play(service, clock, [(3600, "fail")] * 72, prefix="old"))
     clock.advance(2 * 86400)
     list(play(service, clock, [(60, "resend")] * 5, prefix="new"))
     clock.advance(86400 - 4 * 60)  # the first "new" failure is now a day old
+
+
+def _steady(service: MessageService, clock: FakeClock) -> None:
+    list(play(service, clock, [(3600, "fail")] * 72))
+
+
+def _recent(service: MessageService, clock: FakeClock) -> None:
+    list(play(service, clock, [(60, "fail")] * 3))
+
+
+def _last_only(service: MessageService, clock: FakeClock) -> None:
+    list(play(service, clock, [(3600, "fail")] * 30))
+    clock.advance(2 * 86400)
+    service.create("late", sender="s", user_id="u")
+
+
+def _none(service: MessageService, clock: FakeClock) -> None:
+    list(play(service, clock, [(3600, "fail")] * 30))
+    clock.advance(2 * 86400)
+
+
+@pytest.mark.parametrize(
+    ("history", "reads"),
+    [(_gap, 20), (_steady, 50), (_recent, 6), (_last_only, 1), (_none, 0)],
+    ids=["gap", "steady", "recent", "last only", "none"],
+)
+def test_the_first_call_reads_only_the_last_day(
+    history: Callable[[MessageService, FakeClock], None],
+    reads: int,
+    service: MessageService,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first call finds where the last day starts (a binary search reading one
+    notification at a time) and reads the log in pages from exactly there; an event
+    at exactly a day before now is read (the last day includes it). Reading less
+    would lose events; reading more, memory and time. ``gap``: three days of hourly
+    failures, two days of nothing, then five lifecycles of 4 events a minute apart,
+    the first exactly a day old; ``steady``: 72 hours of hourly failures (2 events
+    each; 25 of them in the closed day); ``recent``: everything in the last day; ``last only``: only the newest
+    notification; ``none``: nothing in the last day."""
+    history(service, clock)
     since = clock.now - timedelta(days=1)
     in_last_day = [
         i + 1
@@ -209,7 +244,7 @@ def test_the_first_call_reads_only_the_last_day(
     monkeypatch.setattr(service.recorder, "select_notifications", spy)
     series = EventRates(service).series(timedelta(days=1))
     assert in_last_day == read
-    assert 5 * 4 == len(read)  # 5 lifecycles of 4 events, the first at `since`
+    assert reads == len(read)
     assert expected(service, clock.now, timedelta(days=1))[1] == series.counts
 
 
