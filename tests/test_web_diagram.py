@@ -56,21 +56,32 @@ def on_border(point: tuple[float, float], box: Box) -> bool:
     return inside and edge <= 0.1
 
 
-def test_the_drawing_is_the_checked_in_one() -> None:
-    svg = transitions_svg()
+WITHOUT_LOOPS = tuple(t for t in TRANSITIONS if t.source is not t.target)
+TWO_STARTS = (
+    TRANSITIONS[0],
+    Transition(None, "Imported", MessageStatus.SEND_FAIL, "a test table"),
+    *TRANSITIONS[1:3],
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "transitions"),
+    [("status-machine", TRANSITIONS), ("status-machine-no-loops", WITHOUT_LOOPS)],
+)
+def test_the_drawing_is_the_checked_in_one(
+    name: str, transitions: tuple[Transition, ...]
+) -> None:
+    golden = GOLDEN.with_name(f"{name}.svg")
+    svg = transitions_svg(transitions)
     if os.environ.get("MSGSTATE_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(svg, encoding="utf-8")
-    assert GOLDEN.read_text(encoding="utf-8") == svg
+        golden.write_text(svg, encoding="utf-8")
+    assert golden.read_text(encoding="utf-8") == svg
 
 
 @pytest.mark.parametrize(
     "transitions",
-    [
-        TRANSITIONS,
-        tuple(t for t in TRANSITIONS if t.source is not t.target),
-        TRANSITIONS[:3],
-    ],
-    ids=["msgstate", "without loops", "first three"],
+    [TRANSITIONS, WITHOUT_LOOPS, TRANSITIONS[:3], TWO_STARTS],
+    ids=["msgstate", "without loops", "first three", "two starts"],
 )
 def test_every_arrow_joins_its_statuses_inside_the_canvas(
     transitions: tuple[Transition, ...],
@@ -112,6 +123,12 @@ def test_every_arrow_joins_its_statuses_inside_the_canvas(
         assert 0 < ty < height, t
         if t.source is None:
             assert 8.0 == pytest.approx(math.dist(first, origin), abs=0.1)
+            # on the way to the curve's control point (the arrow leaves forward)
+            control = (numbers[2], numbers[3])
+            out = (first[0] - origin[0], first[1] - origin[1])
+            ahead = (control[0] - origin[0], control[1] - origin[1])
+            assert abs(out[0] * ahead[1] - out[1] * ahead[0]) < 0.1 * math.hypot(*ahead)
+            assert out[0] * ahead[0] + out[1] * ahead[1] > 0
         elif t.source is t.target:
             assert path.get("d", "").split()[3] == "C", "a loop is one cubic curve"
             assert on_border(first, target)
@@ -123,16 +140,32 @@ def test_every_arrow_joins_its_statuses_inside_the_canvas(
             assert on_border(first, nodes[t.source.name]), (t, first)
 
 
-def test_final_statuses_have_a_double_border_and_colours_follow_the_outcome() -> None:
-    root = drawing(TRANSITIONS[:3])
+@pytest.mark.parametrize(
+    "transitions", [TRANSITIONS, TRANSITIONS[:3]], ids=["msgstate", "first three"]
+)
+def test_final_statuses_have_a_double_border_and_colours_follow_the_outcome(
+    transitions: tuple[Transition, ...],
+) -> None:
+    """SEND_SUCC has no way out to another status (its Forgotten loop keeps it)."""
+    root = drawing(transitions)
     rects = {
         g.get("data-status"): g.findall(f"{SVG}rect")
         for g in root.iter(f"{SVG}g")
         if g.get("class") == "status"
     }
-    assert {"SENDING": 1, "SEND_FAIL": 2, "SEND_SUCC": 2} == {
+    finals = 2 if transitions == TRANSITIONS[:3] else 1
+    assert {"SENDING": 1, "SEND_FAIL": finals, "SEND_SUCC": 2} == {
         name: len(r) for name, r in rects.items()
     }
+    for outer, inner in (r for r in rects.values() if len(r) == 2):
+        x, y = float(outer.get("x", "")), float(outer.get("y", ""))
+        assert (x + 4, y + 4) == (float(inner.get("x", "")), float(inner.get("y", "")))
+        assert ("172", "40", "none", "#334") == (
+            inner.get("width"),
+            inner.get("height"),
+            inner.get("fill"),
+            inner.get("stroke"),
+        )
     fills = {name: r[0].get("fill") for name, r in rects.items()}
     assert {"SENDING": "#e3ecfa", "SEND_FAIL": "#fde2e1", "SEND_SUCC": "#dff3e3"} == (
         fills

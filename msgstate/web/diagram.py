@@ -43,9 +43,7 @@ def _clip(
     cx: float, cy: float, tx: float, ty: float, start: bool
 ) -> tuple[float, float]:
     """The point where the ray from the node's centre toward (tx, ty) leaves it."""
-    dx, dy = tx - cx, ty - cy
-    if dx == 0 and dy == 0:
-        return cx, cy
+    dx, dy = tx - cx, ty - cy  # never both 0: (tx, ty) is off the node's centre
     if start:
         r = 8 / math.hypot(dx, dy)
         return cx + dx * r, cy + dy * r
@@ -92,10 +90,11 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
         (_START if t.source is None else t.source.name, t.target.name)
         for t in transitions
     }
-    finals = {
+    finals = {  # no way out to another status (a loop keeps the status)
         s.name
         for s in MessageStatus
-        if s.name in ranks and not any(t.source is s for t in transitions)
+        if s.name in ranks
+        and not any(t.source is s and t.target is not s for t in transitions)
     }
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} '
@@ -121,7 +120,7 @@ def transitions_svg(transitions: Sequence[Transition] = TRANSITIONS) -> str:
         else:
             bend = 0.0
         mx, my = (sx + tx) / 2, (sy + ty) / 2
-        length = math.hypot(tx - sx, ty - sy) or 1.0
+        length = math.hypot(tx - sx, ty - sy)  # > 0: distinct nodes, loops aside
         nx, ny = (ty - sy) / length, -(tx - sx) / length  # left of the direction
         cx, cy = mx + nx * bend, my + ny * bend
         x0, y0 = _clip(sx, sy, cx, cy, source == _START)
