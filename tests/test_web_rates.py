@@ -223,8 +223,9 @@ def test_the_first_call_reads_only_the_last_day(
     would lose events; reading more, memory and time. ``gap``: three days of hourly
     failures, two days of nothing, then five lifecycles of 4 events a minute apart,
     the first exactly a day old; ``steady``: 72 hours of hourly failures (2 events
-    each; 25 of them in the closed day); ``recent``: everything in the last day; ``last only``: only the newest
-    notification; ``none``: nothing in the last day."""
+    each; 25 of them in the closed day); ``recent``: everything in the last day;
+    ``last only``: only the newest notification; ``none``: nothing in the last
+    day."""
     history(service, clock)
     since = clock.now - timedelta(days=1)
     in_last_day = [
