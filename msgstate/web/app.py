@@ -102,14 +102,6 @@ class _Console:
         self.templates.filters["show"] = _show
         self.templates.globals["chart"] = _chart_attr
 
-    @property
-    def has_stuck(self) -> bool:
-        return callable(getattr(self.service, "stuck_sends", None))
-
-    @property
-    def has_expire(self) -> bool:
-        return callable(getattr(self.service, "expire_send", None))
-
     def retry_class(self, code: object) -> str:
         if not isinstance(code, int) or isinstance(code, bool):
             return ""
@@ -124,7 +116,6 @@ class _Console:
             user=request.state.user,
             auth_required=self.tokens.required,
             actions=self.allow_actions and request.state.user is not None,
-            has_stuck=self.has_stuck,
             csrf=self.tokens.csrf_for(nonce),
             path=request.url.path,
             **context,
@@ -271,9 +262,7 @@ def _overview(console: _Console, request: Request) -> Response:
     now = service.now()
     due = len(service.due_resends(now=now, limit=READ_LIMIT))
     dead = dead_letters_by_reason(service)
-    stuck = None
-    if console.has_stuck:
-        stuck = len(service.stuck_sends(now=now, limit=READ_LIMIT))
+    stuck = len(service.stuck_sends(now=now, limit=READ_LIMIT))
     charts = {}
     for key, span in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
         series = console.rates.series(span)
@@ -354,7 +343,7 @@ def _message(console: _Console, request: Request) -> Response:
         then=then,
         decision=service.check_resend(msg_id),
         tencent_json=json.dumps(answer, indent=2, ensure_ascii=False),
-        can_expire=console.has_expire and view.status is MessageStatus.SENDING,
+        can_expire=view.status is MessageStatus.SENDING,
         done=params.get("done", ""),
     )
     return console.render(request, "message.html", **context)
@@ -430,13 +419,6 @@ def _dead(console: _Console, request: Request) -> Response:
 
 def _stuck(console: _Console, request: Request) -> Response:
     service = console.service
-    if not console.has_stuck:
-        return console.render(
-            request,
-            "error.html",
-            status_code=404,
-            error="this service has no stuck_sends read model (an older msgstate)",
-        )
     params = request.query_params
     now = _parse_now(params.get("now"), service)
     size = _parse_int("size", params.get("size"), console.page_size, 1, 1000)
@@ -455,7 +437,6 @@ def _stuck(console: _Console, request: Request) -> Response:
         prev_link=_query(now=pinned, offset=max(0, offset - size), size=size)
         if offset
         else None,
-        can_expire=console.has_expire,
     )
 
 
@@ -614,9 +595,7 @@ async def _action(request: Request) -> Response:
     name = request.path_params["name"]
     msg_id = form.get("msg_id", "")
     actor = request.state.user
-    if name not in ("resend", "expire") or (
-        name == "expire" and not console.has_expire
-    ):
+    if name not in ("resend", "expire"):
         return PlainTextResponse("no such action", status_code=404)
 
     def act() -> None:
