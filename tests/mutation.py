@@ -193,6 +193,14 @@ _TRIM = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "msgstate.web.diagram.x__clip__mutmut_21": (
+        "dx is never 0 here: statuses in different columns differ in x, and an "
+        "arrow within a column bends sideways, so its control point is off the "
+        "column's x; only the dy == 0 guard is reached (the horizontal Created arrow)"
+    ),
+    "msgstate.web.diagram.x_transitions_svg__mutmut_160": (
+        "None for False as _clip's 'start' flag: both are false"
+    ),
     "msgstate.web.rates.xǁEventRatesǁ_first_id_since__mutmut_20": (
         "an empty page cannot happen: the search asks only for ids below "
         "max_notification_id() + 1, and select_notifications answers the next id "
