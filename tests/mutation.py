@@ -72,7 +72,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
     "web/rates": ("tests/test_web_rates.py", "tests/test_web.py"),
     "web/diagram": ("tests/test_web_diagram.py", "tests/test_web.py"),
-    "web/app": ("tests/test_web.py", "tests/test_web_session.py"),
+    "web/app": (
+        "tests/test_web.py",
+        "tests/test_web_session.py",
+        "tests/test_web_stuck.py",
+    ),
     "archive": (
         "tests/test_archive.py",
         "tests/test_archive_properties.py",
