@@ -76,6 +76,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_web.py",
         "tests/test_web_session.py",
         "tests/test_web_stuck.py",
+        "tests/test_web_actions.py",
     ),
     "archive": (
         "tests/test_archive.py",
