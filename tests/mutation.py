@@ -77,6 +77,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_web_session.py",
         "tests/test_web_stuck.py",
         "tests/test_web_actions.py",
+        "tests/test_web_pages.py",
     ),
     "archive": (
         "tests/test_archive.py",
@@ -187,6 +188,7 @@ _AFTER = (
     "after='' and after=None both start before the first msg_id (ids are non-empty)"
 )
 
+_HEADER = "HTTP header names are case-insensitive (Starlette sends them lower-case)"
 _FLOOR = (
     "int(a / b) and int(a // b) agree for the positive times and spans here (int "
     "truncates toward zero, which is the floor for positive values)"
@@ -198,6 +200,15 @@ _TRIM = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "msgstate.web.app.xǁ_Guardǁ_unauthorised__mutmut_19": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁ_unauthorised__mutmut_20": _HEADER,
+    "msgstate.web.app.x__stuck__mutmut_58": (
+        "reads one more row than the page needs to know there is a next one: the "
+        "same rows and links"
+    ),
+    "msgstate.web.app.x__dead__mutmut_38": (
+        "more = None for False: only ever tested for truth"
+    ),
     "msgstate.web.diagram.x__clip__mutmut_21": (
         "dx is never 0 here: statuses in different columns differ in x, and an "
         "arrow within a column bends sideways, so its control point is off the "

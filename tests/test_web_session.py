@@ -100,7 +100,7 @@ def test_metrics_and_posts_without_a_session_get_a_bearer_challenge(
         response = client.post(path, data={"msg_id": "m1"})
     assert 401 == response.status_code
     assert 'Bearer realm="msgstate"' == response.headers["WWW-Authenticate"]
-    assert response.text.startswith("401: a token is required")
+    assert "401: a token is required (Authorization: Bearer <token>)" == response.text
     assert 1 == len(service.history("m1"))
 
 
@@ -145,7 +145,8 @@ def test_signing_out_needs_csrf_and_ends_the_session(service: MessageService) ->
     client = TestClient(create_app(service, tokens=TOKENS))
     sign_in(client)
     assert 200 == client.get("/").status_code
-    assert 403 == client.post("/logout", data={"csrf": "nope"}).status_code
+    refused = client.post("/logout", data={"csrf": "nope"})
+    assert (403, "missing or wrong CSRF token") == (refused.status_code, refused.text)
     assert 200 == client.get("/").status_code  # still signed in
     csrf = form_of(client.get("/").text)["csrf"]
     response = client.post("/logout", data={"csrf": csrf}, follow_redirects=False)
