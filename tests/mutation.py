@@ -78,6 +78,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_web_stuck.py",
         "tests/test_web_actions.py",
         "tests/test_web_pages.py",
+        "tests/test_web_whatif.py",
     ),
     "archive": (
         "tests/test_archive.py",
