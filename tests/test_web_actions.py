@@ -111,3 +111,28 @@ def test_refusals_before_the_action_say_why(service: MessageService) -> None:
         unknown.text,  # type: ignore[attr-defined]
     )
     assert 2 == len(service.history("m1"))
+
+
+def test_a_missing_field_is_400_with_the_services_reason(
+    service: MessageService,
+) -> None:
+    client = client_for(service)
+    no_id = post(client, "resend")
+    assert 400 == no_id.status_code  # type: ignore[attr-defined]
+    root = parse(no_id.text)  # type: ignore[attr-defined]
+    assert "msg_id must not be empty, got '' [INVALID_ARGUMENT]" == (
+        root.by_id("error").text
+    )
+    no_attempt = post(client, "expire", msg_id="s1")
+    assert 400 == no_attempt.status_code  # type: ignore[attr-defined]
+    root = parse(no_attempt.text)  # type: ignore[attr-defined]
+    assert "attempt must be between 1 and 1000000, got 0 [INVALID_ARGUMENT]" == (
+        root.by_id("error").text
+    )
+    assert 1 == len(service.history("s1"))
+
+
+def test_a_refusal_links_back_to_its_message(service: MessageService) -> None:
+    response = post(client_for(service), "resend", msg_id="gone")
+    links = [a.attrs["href"] for a in parse(response.text).find_all("a")]  # type: ignore[attr-defined]
+    assert "/message?msg_id=gone" in links
