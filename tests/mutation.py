@@ -201,6 +201,10 @@ _TRIM = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "msgstate.web.app.x_policy_from_form__mutmut_12": (
+        "the default is read only for an unticked checkbox, and any text but "
+        "'on', 'true' or '1' is unticked"
+    ),
     "msgstate.web.app.xǁ_Guardǁ_unauthorised__mutmut_19": _HEADER,
     "msgstate.web.app.xǁ_Guardǁ_unauthorised__mutmut_20": _HEADER,
     "msgstate.web.app.x__stuck__mutmut_58": (

@@ -188,3 +188,65 @@ def test_before_a_run_the_form_shows_the_recorded_policy(
         fields["resend_ambiguous"],
     )
     assert (["TRANSIENT"], list(RetryClass.__members__)) == fields["unknown_code_class"]
+
+
+def test_a_field_not_sent_shows_and_uses_the_recorded_value(
+    service: MessageService,
+) -> None:
+    form = {k: v for k, v in FORM.items() if k != "send_timeout"}
+    root = run(TestClient(create_app(service)), form)
+    assert str(RECORDED.send_timeout.total_seconds()) == shown(root)["send_timeout"]
+
+
+def test_the_table_lists_exactly_the_messages_treated_differently(
+    service: MessageService,
+) -> None:
+    """Under a policy of one attempt, the messages resent before are refused
+    (first refusal) and dead earlier; the others are the same under both."""
+    strict = {**FORM, "max_attempts": "1"}
+    root = run(TestClient(create_app(service)), strict)
+    report = service.simulate_policy(policy_from_form(strict, RECORDED))
+    changed = [
+        m.msg_id
+        for m in report.per_message
+        if m.first_refusal is not None or m.dead_earlier or m.dead_later
+    ]
+    assert changed
+    assert len(changed) < len(report.per_message)
+    listed = [
+        r.attrs["data-msg-id"]
+        for r in root.by_id("per-message").find_all("tr")
+        if "data-msg-id" in r.attrs
+    ]
+    assert changed == listed
+
+
+def test_each_policy_keeps_its_colour_and_name_in_both_charts(
+    service: MessageService,
+) -> None:
+    root = run(TestClient(create_app(service)), FORM)
+    outcome = chart(root, "chart-outcome")["data"]["datasets"]
+    schedule = chart(root, "chart-schedule")["data"]["datasets"]
+    assert ["recorded policy", "new policy"] == [d["label"] for d in outcome]
+    assert ["recorded policy: wait (s)", "new policy: wait (s)"] == [
+        d["label"] for d in schedule
+    ]
+    colours = [d["backgroundColor"] for d in outcome]
+    assert colours == [d["borderColor"] for d in schedule]
+    assert ["#999", "#3e7cc9"] == colours
+
+
+def test_the_table_shows_at_most_500_messages() -> None:
+    clock = FakeClock()
+    service = MessageService.open("memory://", clock=clock, policy=RECORDED)
+    try:
+        for i in range(501):
+            service.create(f"m{i:03}", sender="u", user_id="v")
+            service.record_failure(f"m{i:03}", code=6012)
+            clock.advance(10)
+            service.resend(f"m{i:03}")
+        root = run(TestClient(create_app(service)), {**FORM, "max_attempts": "1"})
+        rows = root.by_id("per-message").find_all("tr")
+        assert 500 == len([r for r in rows if "data-msg-id" in r.attrs])
+    finally:
+        service.close()

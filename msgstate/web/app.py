@@ -485,7 +485,9 @@ def _what_if(console: _Console, request: Request) -> Response:
         "bools": _BOOLS,
     }
     if params.get("run"):
-        context["settings"] = {k: params.get(k, "") for k in settings} | {
+        # A field the form did not send keeps the recorded policy's value, in the
+        # form as in the policy (see policy_from_form).
+        context["settings"] = {k: params.get(k, v) for k, v in settings.items()} | {
             k: params.get(k) in ("on", "true", "1") for k in _BOOLS
         }
         try:
