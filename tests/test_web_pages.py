@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -130,3 +131,59 @@ def test_view_fields_are_shown_as_text() -> None:
     assert "" == _show(None)
     assert "0" == _show(0)
     assert "False" == _show(False)
+
+
+def query_of(root: Node, which: str) -> dict[str, list[str]] | None:
+    found = root.find_all("a", id=which)
+    return parse_qs(urlsplit(found[0].attrs["href"]).query) if found else None
+
+
+def test_the_dead_pages_links_keep_the_moment_size_and_filters(
+    service: MessageService,
+) -> None:
+    client = TestClient(create_app(service))
+    first = get(client, "/dead?size=1&reason=EXPIRED&class=TRANSIENT")
+    pinned = first.find_all("time")[0].attrs["datetime"]
+    assert service.now() == datetime.fromisoformat(pinned.replace("Z", "+00:00"))
+    assert ["m0"] == rows(first)
+    assert None is query_of(first, "first")
+    keep = {
+        "now": [pinned],
+        "size": ["1"],
+        "reason": ["EXPIRED"],
+        "class": ["TRANSIENT"],
+    }
+    assert {**keep, "after": ["m0"]} == query_of(first, "next")
+    second = get(
+        client,
+        "/dead?" + urlencode({**{k: v[0] for k, v in keep.items()}, "after": "m0"}),
+    )
+    assert ["m1"] == rows(second)
+    assert keep == query_of(second, "first")
+    # The filter form offers every reason and class, keeps the chosen ones and the
+    # moment.
+    (reason,) = [s for s in second.find_all("select") if s.attrs["name"] == "reason"]
+    assert ["any", "ATTEMPTS_EXHAUSTED", "NOT_RETRYABLE", "EXPIRED"] == [
+        o.text for o in reason.find_all("option")
+    ]
+    assert ["EXPIRED"] == [
+        o.text for o in reason.find_all("option") if "selected" in o.attrs
+    ]
+    (klass,) = [s for s in second.find_all("select") if s.attrs["name"] == "class"]
+    assert ["any", *RetryClass.__members__] == [
+        o.text for o in klass.find_all("option")
+    ]
+    hidden = [i for i in second.find_all("input") if i.attrs.get("name") == "now"]
+    assert pinned == hidden[0].attrs["value"]
+
+
+def test_the_dead_page_reads_more_than_a_default_page(
+    service: MessageService,
+) -> None:
+    """150 dead letters with a page of 1000: every one (the read asks for the page,
+    not the read model's default of 100)."""
+    for i in range(150):
+        service.create(f"x{i:03}", sender="u", user_id="v")
+        service.record_failure(f"x{i:03}", code=20007)  # permanent
+    root = get(TestClient(create_app(service)), "/dead?size=1000")
+    assert 153 == len(rows(root))

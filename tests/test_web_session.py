@@ -184,3 +184,15 @@ def test_a_bearer_token_works_without_a_session(service: MessageService) -> None
         headers = {"Authorization": f"{scheme} {TOKEN} "}
         assert 200 == client.get("/metrics", headers=headers).status_code
     assert 401 == client.get("/", headers={"Authorization": TOKEN}).status_code
+
+
+def test_signing_in_without_the_csrf_token_is_refused(service: MessageService) -> None:
+    client = TestClient(create_app(service, tokens=TOKENS))
+    client.get("/login")
+    refused = client.post("/login", data={"token": TOKEN, "csrf": "x"})
+    assert (403, "missing or wrong CSRF token") == (refused.status_code, refused.text)
+    missing = client.post(
+        "/login", data={"csrf": form_of(client.get("/login").text)["csrf"]}
+    )
+    assert 401 == missing.status_code
+    assert 401 == client.get("/").status_code
