@@ -79,6 +79,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_web_actions.py",
         "tests/test_web_pages.py",
         "tests/test_web_whatif.py",
+        "tests/test_web_due_message.py",
     ),
     "archive": (
         "tests/test_archive.py",
