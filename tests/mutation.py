@@ -202,6 +202,14 @@ _TRIM = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "msgstate.web.app.x__dead__mutmut_49": (
+        "asks the read model for one more row than the page needs: the loop stops "
+        "at a full page, so the same rows and links"
+    ),
+    "msgstate.web.app.x__dead__mutmut_66": (
+        "stops the read loop one short page later: the next read is empty or "
+        "already past a full page, so the same rows and links"
+    ),
     "msgstate.web.app.x_policy_from_form__mutmut_12": (
         "the default is read only for an unticked checkbox, and any text but "
         "'on', 'true' or '1' is unticked"
