@@ -4,10 +4,15 @@ failures left due, a message with hostile content, and sends left in flight."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from msgstate import MessageService
 from msgstate._simulation import SimClock, run_simulation
 from tests.support import EPOCH
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 """Content (and desc, and actor) that must be shown as text, never run."""
@@ -127,3 +132,30 @@ def parse(html: str) -> Node:
 
     Parser().feed(html)
     return root
+
+
+def get(client: TestClient, url: str, status: int = 200) -> Node:
+    """The page at ``url``, parsed, after checking its status."""
+    response = client.get(url)
+    assert status == response.status_code, response.text[:300]
+    return parse(response.text)
+
+
+def rows(root: Node) -> list[str]:
+    """The msg_ids of a paged table (``#rows``), in order."""
+    return [
+        r.attrs["data-msg-id"]
+        for r in root.by_id("rows").find_all("tr")
+        if "data-msg-id" in r.attrs
+    ]
+
+
+def link(root: Node, which: str, path: str = "") -> dict[str, list[str]] | None:
+    """The query of the pager link ``#which`` (None without one); with ``path``,
+    the link must point there."""
+    found = root.find_all("a", id=which)
+    if not found:
+        return None
+    href = found[0].attrs["href"]
+    assert href.startswith(path), href
+    return parse_qs(urlsplit(href).query)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,7 +13,7 @@ from starlette.testclient import TestClient
 from msgstate import MessageService, ResendPolicy
 from msgstate.tencent import V2TimValueCallback
 from msgstate.web import create_app
-from tests.console_support import Node, parse
+from tests.console_support import get, link, rows
 from tests.support import FakeClock
 
 POLICY = ResendPolicy(enforce_backoff=True, initial_interval=timedelta(seconds=60))
@@ -35,25 +34,6 @@ def service() -> Iterator[MessageService]:
         yield service
     finally:
         service.close()
-
-
-def get(client: TestClient, url: str, status: int = 200) -> Node:
-    response = client.get(url)
-    assert status == response.status_code, response.text[:300]
-    return parse(response.text)
-
-
-def rows(root: Node) -> list[str]:
-    return [
-        r.attrs["data-msg-id"]
-        for r in root.by_id("rows").find_all("tr")
-        if "data-msg-id" in r.attrs
-    ]
-
-
-def link(root: Node, which: str) -> dict[str, list[str]] | None:
-    found = root.find_all("a", id=which)
-    return parse_qs(urlsplit(found[0].attrs["href"]).query) if found else None
 
 
 def test_due_pages_at_a_pinned_moment_keep_it_in_their_links(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 from starlette.testclient import TestClient
@@ -16,7 +16,7 @@ from msgstate import MessageService, MessageStatus, ResendPolicy, RetryClass
 from msgstate.web import create_app
 from msgstate.web.app import _show
 from msgstate.web.diagram import transitions_svg
-from tests.console_support import Node, parse
+from tests.console_support import get, link, parse, rows
 from tests.support import FakeClock
 
 POLICY = ResendPolicy(max_age=timedelta(hours=1), max_attempts=4)
@@ -36,20 +36,6 @@ def service() -> Iterator[MessageService]:
         yield service
     finally:
         service.close()
-
-
-def get(client: TestClient, url: str, status: int = 200) -> Node:
-    response = client.get(url)
-    assert status == response.status_code, response.text[:300]
-    return parse(response.text)
-
-
-def rows(root: Node) -> list[str]:
-    return [
-        r.attrs["data-msg-id"]
-        for r in root.by_id("rows").find_all("tr")
-        if "data-msg-id" in r.attrs
-    ]
 
 
 def test_the_dead_page_answers_at_the_pinned_moment(service: MessageService) -> None:
@@ -133,11 +119,6 @@ def test_view_fields_are_shown_as_text() -> None:
     assert "False" == _show(False)
 
 
-def query_of(root: Node, which: str) -> dict[str, list[str]] | None:
-    found = root.find_all("a", id=which)
-    return parse_qs(urlsplit(found[0].attrs["href"]).query) if found else None
-
-
 def test_the_dead_pages_links_keep_the_moment_size_and_filters(
     service: MessageService,
 ) -> None:
@@ -146,20 +127,20 @@ def test_the_dead_pages_links_keep_the_moment_size_and_filters(
     pinned = first.find_all("time")[0].attrs["datetime"]
     assert service.now() == datetime.fromisoformat(pinned.replace("Z", "+00:00"))
     assert ["m0"] == rows(first)
-    assert None is query_of(first, "first")
+    assert None is link(first, "first")
     keep = {
         "now": [pinned],
         "size": ["1"],
         "reason": ["EXPIRED"],
         "class": ["TRANSIENT"],
     }
-    assert {**keep, "after": ["m0"]} == query_of(first, "next")
+    assert {**keep, "after": ["m0"]} == link(first, "next")
     second = get(
         client,
         "/dead?" + urlencode({**{k: v[0] for k, v in keep.items()}, "after": "m0"}),
     )
     assert ["m1"] == rows(second)
-    assert keep == query_of(second, "first")
+    assert keep == link(second, "first")
     # The filter form offers every reason and class, keeps the chosen ones and the
     # moment.
     (reason,) = [s for s in second.find_all("select") if s.attrs["name"] == "reason"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
 
 from msgstate import MessageService
 from msgstate.web import create_app
-from tests.console_support import Node, parse
+from tests.console_support import Node, get, rows
+from tests.console_support import link as any_link
 from tests.support import FakeClock
 
 
@@ -37,29 +37,6 @@ def service(clock: FakeClock) -> Iterator[MessageService]:
         yield service
     finally:
         service.close()
-
-
-def get(client: TestClient, url: str, status: int = 200) -> Node:
-    response = client.get(url)
-    assert status == response.status_code, response.text[:300]
-    return parse(response.text)
-
-
-def rows(root: Node) -> list[str]:
-    return [
-        r.attrs["data-msg-id"]
-        for r in root.by_id("rows").find_all("tr")
-        if "data-msg-id" in r.attrs
-    ]
-
-
-def link(root: Node, which: str) -> dict[str, list[str]] | None:
-    found = root.find_all("a", id=which)
-    if not found:
-        return None
-    href = found[0].attrs["href"]
-    assert href.startswith("/stuck?")
-    return parse_qs(urlsplit(href).query)
 
 
 def test_pages_at_a_pinned_moment_keep_it_in_their_links(
@@ -130,3 +107,7 @@ def test_the_largest_page_and_the_first_offset_are_accepted(
     client = TestClient(create_app(service))
     assert 5 == len(rows(get(client, "/stuck?size=1000&offset=0")))
     assert ["s0"] == rows(get(client, "/stuck?size=1"))
+
+
+def link(root: Node, which: str) -> dict[str, list[str]] | None:
+    return any_link(root, which, "/stuck?")
