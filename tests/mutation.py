@@ -22,6 +22,9 @@ no longer exists, is reported so the list cannot go stale silently.
 The tests run with the hypothesis profile ``mutation`` (derandomized, so a verdict is
 reproducible) and without the PostgreSQL variants of the backend matrix (the logic
 mutated here is the same on every backend; PostgreSQL only makes each run slower).
+``--postgres`` runs them too, for the modules only PostgreSQL reaches
+(``_pg_store``, ``_schema``, ``keys``, ``archive``); its results are kept apart, in
+``.mutation/<module>-postgres/``.
 """
 
 from __future__ import annotations
@@ -315,27 +318,32 @@ EQUIVALENT: dict[str, str] = {
 
 #: Passed to every pytest run mutmut makes (after the test selection).
 PYTEST_ARGS = ("-p", "no:cacheprovider", "-k", "not postgres and not Postgres")
+#: The same with ``--postgres``: the PostgreSQL variants run too.
+PYTEST_ARGS_POSTGRES = ("-p", "no:cacheprovider")
 
 _COPY = ("msgstate", "tests", "docs", "examples", "README.md", "CHANGELOG.md")
 
 
-def _config(module: str) -> str:
+def _config(module: str, postgres: bool = False) -> str:
     def toml_list(items: tuple[str, ...] | list[str]) -> str:
         return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+    pytest_args = PYTEST_ARGS_POSTGRES if postgres else PYTEST_ARGS
 
     return (
         "\n[tool.mutmut]\n"
         f'source_paths = ["msgstate/{module}.py"]\n'
         f"also_copy = {toml_list(list(_COPY))}\n"
-        f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}\n"
+        f"pytest_add_cli_args = {toml_list(pytest_args)}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(MODULES[module])}\n"
         "use_git_change_detection = false\n"
     )
 
 
-def prepare(module: str, fresh: bool) -> Path:
+def prepare(module: str, fresh: bool, postgres: bool = False) -> Path:
     """The working directory for ``module``: a copy of the checkout plus config."""
-    work = ROOT / ".mutation" / module
+    # PostgreSQL runs keep their own results: mutmut's cache knows no test options.
+    work = ROOT / ".mutation" / (module + ("-postgres" if postgres else ""))
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -354,7 +362,7 @@ def prepare(module: str, fresh: bool) -> Path:
             shutil.copy2(source, target)
     pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
     pyproject = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", pyproject)
-    (work / "pyproject.toml").write_text(pyproject + _config(module), "utf-8")
+    (work / "pyproject.toml").write_text(pyproject + _config(module, postgres), "utf-8")
     return work
 
 
@@ -462,7 +470,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATTERN",
         help="only mutants whose mutmut name matches (e.g. 'msgstate.policy.*decide*')",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run the PostgreSQL variants too (needs MSGSTATE_TEST_POSTGRES_URL)",
+    )
     args = parser.parse_args(argv)
+    if args.postgres and not os.environ.get("MSGSTATE_TEST_POSTGRES_URL"):
+        parser.error("--postgres needs MSGSTATE_TEST_POSTGRES_URL")
     modules = list(MODULES) if args.all else args.modules
     unknown = [m for m in modules if m not in MODULES]
     if not modules or unknown:
@@ -473,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for module in modules:
         started = time.monotonic()
-        work = prepare(module, args.fresh)
+        work = prepare(module, args.fresh, args.postgres)
         log = work / "mutmut-run.log"
         with log.open("w", encoding="utf-8") as output:
             run = subprocess.run(
