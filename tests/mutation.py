@@ -83,6 +83,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_web_pages.py",
         "tests/test_web_whatif.py",
         "tests/test_web_due_message.py",
+        "tests/test_web_wiring.py",
     ),
     "archive": (
         "tests/test_archive.py",

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from attrs import fields
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -37,7 +37,14 @@ from starlette.staticfiles import StaticFiles
 
 from msgstate.application import MessageService
 from msgstate.codes import RetryClass, lookup
-from msgstate.errors import ErrorCode, InvalidArgument, MessageNotFound, MsgStateError
+from msgstate.errors import (
+    ErrorCode,
+    InvalidArgument,
+    MessageNotFound,
+    MsgStateError,
+    StorageError,
+    StorageUnavailable,
+)
 from msgstate.metrics import READ_LIMIT, MsgStateCollector, dead_letters_by_reason
 from msgstate.policy import ResendPolicy
 from msgstate.status import TRANSITIONS, MessageStatus
@@ -86,11 +93,11 @@ class _Console:
         self.page_size = page_size
         self.lock = threading.RLock()
         self.rates = EventRates(service)
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = CollectorRegistry()
         self.registry.register(MsgStateCollector(service))
         self.templates = Environment(
             loader=FileSystemLoader(_package_dir("templates")),
-            autoescape=select_autoescape(["html", "svg"], default=True),
+            autoescape=True,  # every template is HTML
             trim_blocks=True,
             lstrip_blocks=True,
         )
@@ -112,9 +119,7 @@ class _Console:
     ) -> HTMLResponse:
         nonce = request.state.csrf_nonce
         page = self.templates.get_template(template).render(
-            request=request,
             user=request.state.user,
-            auth_required=self.tokens.required,
             actions=self.allow_actions and request.state.user is not None,
             csrf=self.tokens.csrf_for(nonce),
             path=request.url.path,
@@ -171,7 +176,7 @@ def _parse_now(value: str | None, service: MessageService) -> datetime:
     if not value:
         return service.now()
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value)  # Python 3.11+ reads a final Z
     except ValueError:
         raise InvalidArgument(
             f"now must be an ISO 8601 time like 2026-01-31T12:00:00Z, got {value!r}"
@@ -291,10 +296,6 @@ def _overview(console: _Console, request: Request) -> Response:
         stuck=stuck,
         charts=charts,
         now=now,
-        status_chart=_bar(
-            [s.name for s in statuses],
-            [("messages", list(statuses.values()), "#3e7cc9")],
-        ),
     )
 
 
@@ -310,7 +311,6 @@ def _timeline_row(entry: HistoryEntry) -> dict[str, Any]:
         "code": "" if code is None else code,
         "desc": data.get("desc") or "",
         "request_id": data.get("request_id") or "",
-        "data": data,
     }
 
 
@@ -510,7 +510,7 @@ def _what_if(console: _Console, request: Request) -> Response:
             changed=[
                 m
                 for m in report.per_message
-                if m.first_refusal is not None or m.dead_earlier or m.dead_later
+                if m.dead_earlier or m.dead_later  # dead earlier: refused once
             ][:500],
             outcome_chart=_bar(
                 ["resends", "refused", "delayed", "dead earlier", "dead later"],
@@ -614,13 +614,25 @@ async def _action(request: Request) -> Response:
         return console.render(
             request,
             "error.html",
-            status_code=400 if isinstance(error, InvalidArgument) else 409,
+            status_code=_http_status(error),
             error=f"{error.desc} [{error.code.name}]",
             msg_id=msg_id,
         )
     return RedirectResponse(
         "/message" + _query(msg_id=msg_id, done=name), status_code=303
     )
+
+
+def _http_status(error: MsgStateError) -> int:
+    """The HTTP status for a refused page or action: the database down is 503,
+    another storage failure 500, a bad argument 400, any other refusal 409."""
+    if isinstance(error, StorageUnavailable):
+        return 503
+    if isinstance(error, StorageError):
+        return 500
+    if isinstance(error, InvalidArgument):
+        return 400
+    return 409
 
 
 def _safe_next(value: str | None) -> str:
@@ -692,7 +704,7 @@ def _page(handler: Page) -> Callable[[Request], Response]:
             return console.render(
                 request,
                 "error.html",
-                status_code=500 if error.code is ErrorCode.STORAGE_ERROR else 409,
+                status_code=_http_status(error),
                 error=f"{error.desc} [{error.code.name}]",
             )
 
