@@ -52,6 +52,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "policy": (
         "tests/test_properties.py",
         "tests/test_policy_dict.py",
+        "tests/test_policy_answers.py",
         "tests/test_service.py",
         "tests/test_projections.py",
         "tests/test_whatif.py",
@@ -205,6 +206,21 @@ _TRIM = (
     "so such minutes are in no bucket"
 )
 
+_SAMESITE = (
+    "SameSite=STRICT and SameSite=strict are the same attribute: browsers compare "
+    "its value case-insensitively (RFC 6265bis)"
+)
+_FALSY = (
+    "None, '' and 0 (or False) are all false where the value is used: a template "
+    "'if', or json.dumps' ensure_ascii flag"
+)
+_JSON_ONLY = (
+    "default=str only matters for values JSON cannot encode; message content is "
+    "checked to be JSON when it is recorded"
+)
+_UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
+_METHODS = "Starlette's Route upper-cases its methods"
+
 EQUIVALENT: dict[str, str] = {
     "msgstate.web.app.x__dead__mutmut_49": (
         "asks the read model for one more row than the page needs: the loop stops "
@@ -227,6 +243,63 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.web.app.x__dead__mutmut_38": (
         "more = None for False: only ever tested for truth"
     ),
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_34": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_35": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_38": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_39": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_44": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_45": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_50": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_51": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_60": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_61": _HEADER,
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_31": (
+        "Starlette's call_next ignores its argument (it runs the app on the "
+        "middleware's own scope, receive and send)"
+    ),
+    "msgstate.web.app.xǁ_Guardǁdispatch__mutmut_76": _SAMESITE,
+    "msgstate.web.app.x__login__mutmut_85": _SAMESITE,
+    "msgstate.web.app.xǁ_Guardǁ_user__mutmut_8": (
+        "Starlette's Headers.get is case-insensitive"
+    ),
+    "msgstate.web.app.xǁ_Guardǁ_user__mutmut_9": (
+        "a missing Authorization header falls back to the session cookie whether "
+        "the default is '' or 'XXXX' (neither starts with 'bearer ')"
+    ),
+    "msgstate.web.app.x__login__mutmut_41": (
+        "a form without a token is refused either way: 'XXXX' is shorter than any "
+        "token a token file may hold (16 characters)"
+    ),
+    "msgstate.web.app.x__due__mutmut_53": (
+        "reads up to READ_LIMIT rows when unfiltered too: slower, the same rows "
+        "and links"
+    ),
+    "msgstate.web.app.x__due__mutmut_60": (
+        "reads two more rows than the page needs, not one: the same rows and links"
+    ),
+    "msgstate.web.app.x__message__mutmut_21": (
+        "the search page without a msg_id renders the same without its context: "
+        "msg_id is empty and the fields are only used with a message"
+    ),
+    "msgstate.web.app.x__message__mutmut_43": _FALSY,
+    "msgstate.web.app.x__message__mutmut_63": _FALSY,
+    "msgstate.web.app.x__message__mutmut_91": _FALSY,
+    "msgstate.web.app.x__message__mutmut_99": _FALSY,
+    "msgstate.web.app.x__message__mutmut_101": _FALSY,
+    "msgstate.web.app.x__pretty__mutmut_3": _FALSY,
+    "msgstate.web.app.x__pretty__mutmut_4": _JSON_ONLY,
+    "msgstate.web.app.x__pretty__mutmut_8": _JSON_ONLY,
+    "msgstate.web.app.x__chart_attr__mutmut_2": (
+        "only the whitespace between JSON tokens changes; the chart reads the same "
+        "config"
+    ),
+    "msgstate.web.app.x__chart_attr__mutmut_4": "the same whitespace-only change",
+    "msgstate.web.app.x__filters__mutmut_18": _UNUSED_DEFAULT,
+    "msgstate.web.app.x__filters__mutmut_30": _UNUSED_DEFAULT,
+    "msgstate.web.app.x_create_app__mutmut_102": _METHODS,
+    "msgstate.web.app.x_create_app__mutmut_104": _METHODS,
+    "msgstate.web.app.x_create_app__mutmut_114": _METHODS,
+    "msgstate.web.app.x_create_app__mutmut_124": _METHODS,
     "msgstate.web.diagram.x__clip__mutmut_21": (
         "dx is never 0 here: statuses in different columns differ in x, and an "
         "arrow within a column bends sideways, so its control point is off the "
