@@ -220,6 +220,10 @@ _JSON_ONLY = (
 )
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
+_WHITESPACE = (
+    "trim_blocks/lstrip_blocks only change whitespace around template tags, none "
+    "of which is inside a <pre> or <textarea>; HTML collapses it"
+)
 
 EQUIVALENT: dict[str, str] = {
     "msgstate.web.app.x__dead__mutmut_49": (
@@ -294,6 +298,20 @@ EQUIVALENT: dict[str, str] = {
         "config"
     ),
     "msgstate.web.app.x__chart_attr__mutmut_4": "the same whitespace-only change",
+    "msgstate.web.app.x__page__mutmut_31": (
+        "lstrip('XX_XX') strips the same leading underscores: no page handler's "
+        "name starts with X"
+    ),
+    "msgstate.web.app.x__parse_now__mutmut_7": (
+        "the same instant in the server's zone: it is only compared with other "
+        "instants and shown through _when, which converts to UTC"
+    ),
+    "msgstate.web.app.xǁ_Consoleǁ__init____mutmut_14": _WHITESPACE,
+    "msgstate.web.app.xǁ_Consoleǁ__init____mutmut_15": _WHITESPACE,
+    "msgstate.web.app.xǁ_Consoleǁ__init____mutmut_18": _WHITESPACE,
+    "msgstate.web.app.xǁ_Consoleǁ__init____mutmut_19": _WHITESPACE,
+    "msgstate.web.app.xǁ_Consoleǁ__init____mutmut_25": _WHITESPACE,
+    "msgstate.web.app.xǁ_Consoleǁ__init____mutmut_26": _WHITESPACE,
     "msgstate.web.app.x__filters__mutmut_18": _UNUSED_DEFAULT,
     "msgstate.web.app.x__filters__mutmut_30": _UNUSED_DEFAULT,
     "msgstate.web.app.x_create_app__mutmut_102": _METHODS,
