@@ -220,6 +220,11 @@ _JSON_ONLY = (
 )
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
+_ATTEMPT_BYTES = (
+    "signed=False (or None) for True: attempts are >= 1, whose bytes are the same "
+    "signed or not"
+)
+_BIG = "'big' is int.to_bytes' and int.from_bytes' default byte order (Python 3.11+)"
 _WHITESPACE = (
     "trim_blocks/lstrip_blocks only change whitespace around template tags, none "
     "of which is inside a <pre> or <textarea>; HTML collapses it"
@@ -395,6 +400,18 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.metrics.x_dead_letters_by_reason__mutmut_6": _NOW,
     "msgstate.metrics.x_dead_letters_by_reason__mutmut_9": _NOW,
     "msgstate.metrics.x_dead_letters_by_reason__mutmut_3": _AFTER,
+    "msgstate.policy.x_jitter_unit__mutmut_9": _ATTEMPT_BYTES,
+    "msgstate.policy.x_jitter_unit__mutmut_12": _ATTEMPT_BYTES,
+    "msgstate.policy.x_jitter_unit__mutmut_16": _ATTEMPT_BYTES,
+    "msgstate.policy.x_jitter_unit__mutmut_11": _BIG,
+    "msgstate.policy.x_jitter_unit__mutmut_22": _BIG,
+    "msgstate.policy.xǁResendPolicyǁbase_delay__mutmut_13": (
+        "'>' for '>=' in the overflow guard: at equality coefficient ** exponent "
+        "is the cap ratio, so min(initial * ..., cap) is the cap as well"
+    ),
+    "msgstate.policy.xǁResendPolicyǁfrom_dict__mutmut_21": (
+        "optional=None for False: the flag is only tested for truth"
+    ),
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
