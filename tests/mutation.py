@@ -48,6 +48,8 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_service.py",
         "tests/test_expected_attempt.py",
         "tests/stateful",
+        "tests/test_domain_answers.py",
+        "tests/test_privacy.py",
     ),
     "policy": (
         "tests/test_properties.py",
