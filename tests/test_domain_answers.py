@@ -8,10 +8,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from uuid import uuid5
 
 import pytest
 
 from msgstate import (
+    MESSAGE_NAMESPACE,
     TRANSITIONS,
     DeliveryConflict,
     ErrorCode,
@@ -23,6 +26,7 @@ from msgstate import (
     ResendRefused,
     SendNotOverdue,
     StaleAttempt,
+    generate_cipher_key,
 )
 from msgstate.domain import _next_status
 from tests.support import EPOCH, FakeClock
@@ -182,3 +186,30 @@ def test_a_delivered_message_cannot_take_a_failure_event(
         )
     assert "can't apply SendFailed in SEND_SUCC" == refused.value.desc
     assert ErrorCode.ALREADY_DELIVERED == refused.value.code
+
+
+def test_views_of_a_keyed_store_carry_its_stream_id_and_backoff(
+    tmp_path: Path,
+) -> None:
+    """In a store with keyed ids the stream id is not uuid5(msg_id): the view's
+    stream_id, and the jitter of its next_retry_at, follow the store's own id."""
+    clock = FakeClock(EPOCH)
+    policy = ResendPolicy(jitter=0.5)
+    service = MessageService.open(
+        f"sqlite:///{tmp_path / 'keyed.db'}",
+        cipher_key=generate_cipher_key(),
+        clock=clock,
+        policy=policy,
+    )
+    try:
+        service.create("m", sender="u", user_id="v")
+        view = service.record_failure("m", code=6012)
+        stream_id = service.stream_id("m")
+        assert stream_id != uuid5(MESSAGE_NAMESPACE, "m")
+        assert stream_id == view.stream_id == service.get("m").stream_id
+        assert view.last_failed_at is not None
+        keyed = view.last_failed_at + policy.delay(1, "m", stream_id)
+        assert keyed == view.next_retry_at
+        assert keyed != view.last_failed_at + policy.delay(1, "m")
+    finally:
+        service.close()
