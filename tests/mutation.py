@@ -74,7 +74,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "batch": ("tests/test_batch.py", "tests/test_batch_answers.py"),
     "worker": ("tests/test_worker.py", "tests/test_cli_worker.py"),
     "aio": ("tests/test_worker.py",),
-    "transports": ("tests/test_worker.py", "tests/test_tencent.py"),
+    "transports": (
+        "tests/test_transports.py",
+        "tests/test_worker.py",
+        "tests/test_tencent.py",
+    ),
     "codes": ("tests/test_status_and_codes.py",),
     "_elements": ("tests/test_elements.py", "tests/test_golden_shapes.py"),
     "tencent": ("tests/test_tencent.py", "tests/test_golden_shapes.py"),
