@@ -181,3 +181,11 @@ def test_bad_answers_and_settings_are_refused_word_for_word(
     with pytest.raises(InvalidArgument) as refused:
         build()  # type: ignore[operator]
     assert says == refused.value.desc
+
+
+def test_defaults_and_any_string_id() -> None:
+    transport = SimulatedTransport()
+    assert (0, 0.2, 0.0) == (transport.seed, transport.failure_rate, transport.latency)
+    assert SimulatedTransport(seed=0).outcome("m0", 1) == transport.outcome("m0", 1)
+    # outcome() takes any str, a lone surrogate included (the hash never fails).
+    assert transport.outcome("m\ud800", 1) == transport.outcome("m\ud800", 1)
