@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from msgstate import _validate as check
-from msgstate.application import MessageService
+from msgstate.application import CATCH_UP_BATCH, MessageService
 from msgstate.errors import InvalidArgument, MsgStateError
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
@@ -112,9 +112,34 @@ class AsyncMessageService:
 
     # -- commands --
 
-    async def create(self, msg_id: str, **fields: Any) -> MessageView:
-        """As :meth:`MessageService.create` (same keyword arguments)."""
-        return await self.run(self._service.create, msg_id, **fields)
+    async def create(
+        self,
+        msg_id: str,
+        *,
+        sender: str,
+        user_id: str | None = None,
+        group_id: str | None = None,
+        elem_type: int = 1,
+        priority: int = 0,
+        online_user_only: bool = False,
+        need_read_receipt: bool = False,
+        cloud_custom_data: str = "",
+        content: Mapping[str, Any] | None = None,
+    ) -> MessageView:
+        """As :meth:`MessageService.create`."""
+        return await self.run(
+            self._service.create,
+            msg_id,
+            sender=sender,
+            user_id=user_id,
+            group_id=group_id,
+            elem_type=elem_type,
+            priority=priority,
+            online_user_only=online_user_only,
+            need_read_receipt=need_read_receipt,
+            cloud_custom_data=cloud_custom_data,
+            content=content,
+        )
 
     async def record_failure(
         self,
@@ -244,9 +269,9 @@ class AsyncMessageService:
         """As :meth:`MessageService.counts_by_error_code`."""
         return await self.run(self._service.counts_by_error_code)
 
-    async def catch_up_projections(self) -> int:
+    async def catch_up_projections(self, *, batch: int = CATCH_UP_BATCH) -> int:
         """As :meth:`MessageService.catch_up_projections`."""
-        return await self.run(self._service.catch_up_projections)
+        return await self.run(self._service.catch_up_projections, batch=batch)
 
     async def wait_for_projections(self, timeout: float = 10.0) -> None:
         """As :meth:`MessageService.wait_for_projections`."""

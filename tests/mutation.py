@@ -73,7 +73,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "whatif": ("tests/test_whatif.py",),
     "batch": ("tests/test_batch.py", "tests/test_batch_answers.py"),
     "worker": ("tests/test_worker.py", "tests/test_cli_worker.py"),
-    "aio": ("tests/test_worker.py",),
+    "aio": ("tests/test_aio_mirror.py", "tests/test_worker.py"),
     "transports": (
         "tests/test_transports.py",
         "tests/test_worker.py",
