@@ -85,7 +85,11 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_golden_shapes.py",
         "tests/test_elements_answers.py",
     ),
-    "tencent": ("tests/test_tencent.py", "tests/test_golden_shapes.py"),
+    "tencent": (
+        "tests/test_tencent.py",
+        "tests/test_golden_shapes.py",
+        "tests/test_tencent_answers.py",
+    ),
     "_schema": ("tests/test_schema.py",),
     "_pg_store": ("tests/test_unavailable.py",),
     "metrics": ("tests/test_web.py",),
@@ -236,6 +240,10 @@ _JSON_ONLY = (
 )
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
+_UTF8 = "'UTF-8' names the same codec as 'utf-8'"
+_DUMPS_FLAG = (
+    "json.dumps tests ensure_ascii and allow_nan only for truth: None is False"
+)
 _LIST_ITEM = (
     "every list field has an item spec and only list fields have one, and stored "
     "content comes back from JSON with lists, never tuples"
@@ -470,9 +478,7 @@ EQUIVALENT: dict[str, str] = {
         "a missing id is not remembered: _find asks the store again and gets None "
         "again (a speed-up only)"
     ),
-    "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_13": (
-        "'UTF-8' names the same codec as 'utf-8'"
-    ),
+    "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_13": _UTF8,
     "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_24": _BIG,
     "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_35": _BIG,
     "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_39": (
@@ -494,6 +500,14 @@ EQUIVALENT: dict[str, str] = {
         "a shallow copy of the C SDK element: it is serialised into json_param at "
         "once, so nothing can change it afterwards"
     ),
+    "msgstate.tencent.x__random_of__mutmut_13": _UTF8,
+    "msgstate.tencent.x__random_of__mutmut_20": _BIG,
+    "msgstate.tencent.x__transport_desc__mutmut_18": _UTF8,
+    "msgstate.tencent.x__transport_desc__mutmut_22": _UTF8,
+    "msgstate.tencent.xǁV2TimValueCallbackǁto_dict__mutmut_34": _DUMPS_FLAG,
+    "msgstate.tencent.xǁV2TimValueCallbackǁto_dict__mutmut_35": _DUMPS_FLAG,
+    "msgstate.tencent.xǁV2TimValueCallbackǁto_json__mutmut_4": _DUMPS_FLAG,
+    "msgstate.tencent.xǁV2TimValueCallbackǁto_json__mutmut_5": _DUMPS_FLAG,
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
