@@ -26,6 +26,7 @@ MIRRORED = [
     if inspect.iscoroutinefunction(member)
     and not name.startswith("_")
     and name not in ("run", "aclose")
+    and hasattr(MessageService, name)  # (mutation tools add methods of their own)
 ]
 POLICY = ResendPolicy(
     send_timeout=timedelta(seconds=60), max_age=timedelta(days=1), max_attempts=3
