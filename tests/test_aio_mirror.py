@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,96 @@ def test_an_opened_service_is_closed_with_it(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(aio.service, "close", lambda: closed.append(1))
     asyncio.run(aio.aclose())
     assert [1] == closed
+
+
+class Spy:
+    """Stands in for a MessageService method: records how it was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append((args, kwargs))
+        return "answer"
+
+
+def bound(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The sync method's arguments, defaults filled in, as a mapping."""
+    signature = inspect.signature(getattr(MessageService, name))
+    arguments = signature.bind(None, *args, **kwargs)
+    arguments.apply_defaults()
+    return dict(list(arguments.arguments.items())[1:])
+
+
+CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("create", ("m",), {"sender": "u"}),
+    (
+        "create",
+        ("m",),
+        {
+            "sender": "u",
+            "user_id": "v",
+            "group_id": "g",
+            "elem_type": 2,
+            "priority": 3,
+            "online_user_only": True,
+            "need_read_receipt": True,
+            "cloud_custom_data": "c",
+            "content": {"data": "d"},
+        },
+    ),
+    ("record_failure", ("m",), {"code": 6012}),
+    (
+        "record_failure",
+        ("m",),
+        {"code": 6012, "desc": "d", "attempt": 2, "retry_after": 3.0},
+    ),
+    ("resend", ("m",), {}),
+    ("record_delivery", ("m",), {"seq": "1"}),
+    ("record_delivery", ("m",), {"seq": "1", "server_time": EPOCH, "attempt": 2}),
+    ("expire_send", ("m",), {"attempt": 1}),
+    ("expire_send", ("m",), {"attempt": 1, "actor": "ops"}),
+    ("get_at", ("m",), {"version": 3}),
+    ("get_at", ("m",), {"at": EPOCH}),
+    ("due_resends", (), {}),
+    ("due_resends", (EPOCH, 7), {}),
+    ("stuck_sends", (), {}),
+    ("stuck_sends", (EPOCH, 7), {}),
+    ("dead_letters", (), {}),
+    ("dead_letters", (EPOCH, 7, "k"), {}),
+    ("catch_up_projections", (), {}),
+    ("catch_up_projections", (), {"batch": 9}),
+    ("wait_for_projections", (), {}),
+    ("wait_for_projections", (2.5,), {}),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs"), CALLS)
+def test_every_argument_and_default_reaches_the_service(
+    twins: tuple[MessageService, FakeClock, MessageService, FakeClock],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    service = twins[0]
+    spy = Spy()
+    monkeypatch.setattr(service, name, spy)
+
+    async def call() -> object:
+        async with AsyncMessageService(service) as aio:
+            return await getattr(aio, name)(*args, **kwargs)
+
+    result = asyncio.run(call())
+    assert [None, "answer"][name != "wait_for_projections"] == result
+    ((got_args, got_kwargs),) = spy.calls
+    assert bound(name, args, kwargs) == bound(name, got_args, got_kwargs)
+
+
+def test_open_opens_the_url_given(tmp_path: Path) -> None:
+    path = tmp_path / "aio.db"
+    aio = AsyncMessageService.open(f"sqlite:///{path}")
+    try:
+        assert path.exists()
+    finally:
+        aio.close()
