@@ -90,7 +90,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_golden_shapes.py",
         "tests/test_tencent_answers.py",
     ),
-    "_schema": ("tests/test_schema.py",),
+    "_schema": ("tests/test_schema.py", "tests/test_schema_locks.py"),
     "_pg_store": ("tests/test_unavailable.py",),
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
@@ -240,6 +240,19 @@ _JSON_ONLY = (
 )
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
+_SQL_CASE = (
+    "SQL keywords and unquoted identifiers are case-insensitive (PostgreSQL folds "
+    "unquoted names to lower case; SQLite compares them without case)"
+)
+_READ_ONLY = "the commit flag of a transaction that only reads"
+_PREPARE = (
+    "whether psycopg prepares a CREATE TYPE that runs once per open: the same "
+    "statement runs either way"
+)
+_TRACKING_CURRENT = (
+    "tracking_migration_current is read only by eventsourcing's create_table(), "
+    "which msgstate's DDL path never calls (it calls _create_table)"
+)
 _UTF8 = "'UTF-8' names the same codec as 'utf-8'"
 _DUMPS_FLAG = (
     "json.dumps tests ensure_ascii and allow_nan only for truth: None is False"
@@ -508,6 +521,58 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.tencent.xǁV2TimValueCallbackǁto_dict__mutmut_35": _DUMPS_FLAG,
     "msgstate.tencent.xǁV2TimValueCallbackǁto_json__mutmut_4": _DUMPS_FLAG,
     "msgstate.tencent.xǁV2TimValueCallbackǁto_json__mutmut_5": _DUMPS_FLAG,
+    "msgstate._schema.x__ensure_postgres__mutmut_24": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_31": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_73": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_75": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_76": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_84": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_87": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_88": _SQL_CASE,
+    "msgstate._schema.x__ensure_sqlite__mutmut_16": _SQL_CASE,
+    "msgstate._schema.x__ensure_sqlite__mutmut_30": _SQL_CASE,
+    "msgstate._schema.x__ensure_sqlite__mutmut_31": _SQL_CASE,
+    "msgstate._schema.x__ensure_sqlite__mutmut_37": _SQL_CASE,
+    "msgstate._schema.x__ensure_sqlite__mutmut_38": _SQL_CASE,
+    "msgstate._schema.x__pg_stored__mutmut_16": _SQL_CASE,
+    "msgstate._schema.x__pg_stored__mutmut_17": _SQL_CASE,
+    "msgstate._schema.x__pg_stored__mutmut_6": _SQL_CASE,
+    "msgstate._schema.x__pg_tracking_state__mutmut_6": _SQL_CASE,
+    "msgstate._schema.x__sqlite_stored__mutmut_6": _SQL_CASE,
+    "msgstate._schema.x__sqlite_tracking_state__mutmut_6": _SQL_CASE,
+    "msgstate._schema.x__ensure_postgres__mutmut_6": _READ_ONLY,
+    "msgstate._schema.x__ensure_postgres__mutmut_7": _READ_ONLY,
+    "msgstate._schema.x__ensure_sqlite__mutmut_3": _READ_ONLY,
+    "msgstate._schema.x__ensure_sqlite__mutmut_4": _READ_ONLY,
+    "msgstate._schema.x__ensure_postgres__mutmut_49": _PREPARE,
+    "msgstate._schema.x__ensure_postgres__mutmut_51": _PREPARE,
+    "msgstate._schema.x__ensure_postgres__mutmut_52": _PREPARE,
+    "msgstate._schema.x__ensure_sqlite__mutmut_11": (
+        "the block commits (or rolls back) explicitly before the connection's "
+        "own commit flag is read"
+    ),
+    "msgstate._schema.x__ensure_sqlite__mutmut_12": (
+        "the block commits (or rolls back) explicitly before the connection's "
+        "own commit flag is read"
+    ),
+    "msgstate._schema.x__ensure_sqlite__mutmut_22": (
+        "the answer of a DDL race's loser: the library ignores ensure_tables' "
+        "answer, and the loser running no DDL is checked"
+    ),
+    "msgstate._schema.x__pg_tracking_state__mutmut_19": _TRACKING_CURRENT,
+    "msgstate._schema.x__sqlite_tracking_state__mutmut_21": _TRACKING_CURRENT,
+    "msgstate._schema.x__key__mutmut_7": (
+        "no msgstate recorder has a tracking table name without a views or "
+        "events table name, which come first"
+    ),
+    "msgstate._schema.x__key__mutmut_8": (
+        "no msgstate recorder has a tracking table name without a views or "
+        "events table name, which come first"
+    ),
+    "msgstate._schema.x__key__mutmut_15": (
+        "every table-name attribute of msgstate's recorders is a string or None"
+    ),
+    "msgstate._schema.x__lock_key__mutmut_7": _BIG,
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
