@@ -557,6 +557,7 @@ def _loop_sigterm_stops(
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = signal.getsignal(signal.SIGTERM)
     try:
         loop.add_signal_handler(signal.SIGTERM, stop)
     except (NotImplementedError, RuntimeError):  # Windows, or not the main loop
@@ -566,4 +567,6 @@ def _loop_sigterm_stops(
     try:
         yield
     finally:
+        # remove_signal_handler resets SIGTERM to SIG_DFL: put the caller's back.
         loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)

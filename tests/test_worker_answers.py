@@ -596,7 +596,7 @@ def test_run_idles_for_poll_interval_between_passes_until_stopped(
 def test_sigterm_stops_run_by_default(service: MessageService, kind: str) -> None:
     """On the main thread, run() handles SIGTERM by default: a SIGTERM during the
     first pass ends the run after it (the handler installed before never sees
-    it). The sync worker puts that handler back on return."""
+    it). Both workers put that handler back on return."""
     received: list[int] = []
     passes: list[WorkerReport] = []
     worker: ResendWorker | AsyncResendWorker
@@ -622,9 +622,9 @@ def test_sigterm_stops_run_by_default(service: MessageService, kind: str) -> Non
     try:
         if isinstance(worker, ResendWorker):
             total = worker.run(on_pass=on_pass)
-            assert ours == signal.getsignal(signal.SIGTERM)
         else:
             total = run_async(worker, on_pass=on_pass)
+        assert ours == signal.getsignal(signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert (WorkerReport(), 1, []) == (total, len(passes), received)
