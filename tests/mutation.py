@@ -95,7 +95,11 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_tencent_answers.py",
     ),
     "_schema": ("tests/test_schema.py", "tests/test_schema_locks.py"),
-    "_pg_store": ("tests/test_unavailable.py",),
+    "_pg_store": (
+        "tests/test_unavailable.py",
+        "tests/test_postgres.py",
+        "tests/test_service.py",
+    ),
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
     "web/rates": ("tests/test_web_rates.py", "tests/test_web.py"),
