@@ -119,7 +119,8 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive_properties.py",
         "tests/test_cli_archive.py",
     ),
-    "keys": ("tests/test_privacy.py",),
+    "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
+    "storage": ("tests/test_storage_options.py", "tests/test_urls.py"),
 }
 
 #: The fixed sample of mutants the normal test suite must kill
