@@ -251,6 +251,7 @@ _JSON_ONLY = (
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
 _PG_APP = "msgstate._pg_store.xǁPostgresStoreApplicationRecorderǁ"
+_PG_AGG = "msgstate._pg_store.xǁPostgresStoreAggregateRecorderǁ"
 _ES_CALLS = (
     "drops positional (or keyword) arguments that eventsourcing 9.5 never passes "
     "here: it calls these recorder methods the other way"
@@ -437,10 +438,6 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.web.auth.xǁTokensǁof__mutmut_7": (
         "secrets.token_bytes(None) makes 32 bytes, as token_bytes(32)"
     ),
-    "msgstate._pg_store.x_call__mutmut_23": (
-        "dividing the 0.2 s wait by (1 + jitter) instead of multiplying keeps it "
-        "within 0.19-0.21 s: the same wait, differently jittered"
-    ),
     "msgstate._pg_store.x_call__mutmut_24": (
         "1 - jitter instead of 1 + jitter: the jitter is symmetric around 0"
     ),
@@ -609,6 +606,11 @@ EQUIVALENT: dict[str, str] = {
     "msgstate._pg_store.xǁPostgresStoreFactoryǁ__init____mutmut_6": (
         "the default is never used: msgstate.storage always sets "
         "POSTGRES_CONNECT_TIMEOUT (default 5)"
+    ),
+    _PG_AGG + "insert_events__mutmut_6": _ES_CALLS,
+    _PG_AGG + "select_events__mutmut_5": _ES_CALLS,
+    "msgstate._pg_store.xǁPostgresStoreFactoryǁ__init____mutmut_26": (
+        "psycopg_pool's pools always have _check (None unless pre-ping is on)"
     ),
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
