@@ -121,7 +121,16 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_cli_archive.py",
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
-    "storage": ("tests/test_storage_options.py", "tests/test_urls.py"),
+    "storage": (
+        "tests/test_storage_options.py",
+        "tests/test_urls.py",
+        "tests/test_service.py",
+        "tests/test_postgres.py",
+        "tests/test_unavailable.py",
+        "tests/test_privacy.py",
+        "tests/test_schema.py",
+        "tests/test_validation.py",
+    ),
 }
 
 #: The fixed sample of mutants the normal test suite must kill
