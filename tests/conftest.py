@@ -108,6 +108,24 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def ddl_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every recorder's _create_table call, from any thread (each still runs)."""
+    from eventsourcing.postgres import PostgresRecorder
+    from eventsourcing.sqlite import SQLiteRecorder
+
+    calls: list[str] = []
+    for cls in (SQLiteRecorder, PostgresRecorder):
+        original = cls._create_table
+
+        def spy(self: Any, cursor: Any, _original: Any = original) -> None:
+            calls.append(type(self).__name__)
+            _original(self, cursor)
+
+        monkeypatch.setattr(cls, "_create_table", spy)
+    return calls
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

@@ -19,21 +19,6 @@ from tests.conftest import backend_url
 DDL_BACKENDS = ["sqlite", "postgres"]
 
 
-@pytest.fixture
-def ddl_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every recorder's _create_table call (and still runs it)."""
-    calls: list[str] = []
-    for cls in (SQLiteRecorder, PostgresRecorder):
-        original = cls._create_table
-
-        def spy(self: Any, cursor: Any, _original: Any = original) -> None:
-            calls.append(type(self).__name__)
-            _original(self, cursor)
-
-        monkeypatch.setattr(cls, "_create_table", spy)
-    return calls
-
-
 def _execute(service: MessageService, statement: str) -> None:
     datastore: Any = service.recorder.datastore  # type: ignore[attr-defined]
     with datastore.transaction(commit=True) as cursor:

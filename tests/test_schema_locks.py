@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventsourcing.postgres import PostgresRecorder
-from eventsourcing.sqlite import SQLiteRecorder
 
 from msgstate import MessageService
 from msgstate._schema import SCHEMA_TABLE, _lock_key, ensure_tables, fingerprints
@@ -91,21 +89,6 @@ def test_a_current_postgres_store_opens_without_waiting_for_the_ddl_lock(
     finally:
         held.release()
     assert took < 5.0  # the lock waits up to DDL_LOCK_TIMEOUT (60 s)
-
-
-@pytest.fixture
-def ddl_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every recorder's _create_table call, from any thread (each still runs)."""
-    calls: list[str] = []
-    for cls in (SQLiteRecorder, PostgresRecorder):
-        original = cls._create_table
-
-        def spy(self: Any, cursor: Any, _original: Any = original) -> None:
-            calls.append(type(self).__name__)
-            _original(self, cursor)
-
-        monkeypatch.setattr(cls, "_create_table", spy)
-    return calls
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
