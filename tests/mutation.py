@@ -122,14 +122,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
+        "tests/test_storage_answers.py",
         "tests/test_storage_options.py",
         "tests/test_urls.py",
-        "tests/test_service.py",
-        "tests/test_postgres.py",
         "tests/test_unavailable.py",
-        "tests/test_privacy.py",
-        "tests/test_schema.py",
-        "tests/test_validation.py",
     ),
 }
 
