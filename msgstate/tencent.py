@@ -42,6 +42,7 @@ Two shapes (:meth:`V2TimValueCallback.to_dict`)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -349,7 +350,10 @@ class V2TIMMessageManager:
         before: MessageView | None = None
         try:
             if self._transport is not None and request_id is not None:
-                before = self._service.get(msgID)
+                # An unknown id is left to resend(), which checks the other
+                # arguments first: the same answer with a transport as without.
+                with contextlib.suppress(MessageNotFound):
+                    before = self._service.get(msgID)
             view = self._service.resend(
                 msgID,
                 online_user_only=onlineUserOnly,

@@ -637,3 +637,19 @@ def test_async_transport_is_refused_with_its_message(service: MessageService) ->
         "the facade calls send synchronously: give a Transport"
     )
     assert expected == info.value.desc
+
+
+@pytest.mark.parametrize("with_transport", [False, True])
+def test_an_unknown_id_with_a_bad_argument_answers_the_bad_argument(
+    service: MessageService, with_transport: bool
+) -> None:
+    """The arguments are checked before the id is looked up, with a transport and
+    a request_id as without (the transport path used to answer -1 first)."""
+    manager = V2TIMMessageManager(
+        service, transport=Scripted(Sent(seq="1")) if with_transport else None
+    )
+    answer = manager.reSendMessage("nope", "yes", request_id="r1").to_dict()  # type: ignore[arg-type]
+    assert (1002, None) == (answer["code"], answer["data"])
+    assert answer["desc"].startswith("online_user_only must be")
+    unknown = manager.reSendMessage("nope", request_id="r1").to_dict()
+    assert (-1, "message not found") == (unknown["code"], unknown["desc"])
