@@ -617,6 +617,11 @@ EQUIVALENT: dict[str, str] = {
     "msgstate._pg_store.xǁPostgresStoreFactoryǁ__init____mutmut_26": (
         "psycopg_pool's pools always have _check (None unless pre-ping is on)"
     ),
+    "msgstate.tencent.xǁV2TIMMessageManagerǁreSendMessage__mutmut_2": (
+        "looks the message up in more cases; the view is only compared when the "
+        "claim may be a repeat (a transport and a request_id), and an unknown id "
+        "is left to resend()"
+    ),
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
