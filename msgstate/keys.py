@@ -398,10 +398,6 @@ class PostgresKeyStore(KeyStore):
             self.datastore.close()
 
 
-def _key_of(row: Any) -> bytes | None:
-    return None if row is None or row["data_key"] is None else bytes(row["data_key"])
-
-
 def _create_concurrently(datastore: Any, statement: Any) -> None:
     """Run a CREATE ... IF NOT EXISTS that another process may run at once."""
     from eventsourcing.persistence import IntegrityError, ProgrammingError
@@ -441,19 +437,11 @@ def open_key_store(url: str) -> KeyStore:
         )
         return SQLiteKeyStore(sqlite, shared=False)
     prepare_postgres(env, create_schema=True)
-    from eventsourcing.postgres import PostgresDatastore
+    from msgstate._pg_store import PostgresStoreFactory
 
-    datastore = PostgresDatastore(
-        env["POSTGRES_DBNAME"],
-        env["POSTGRES_HOST"],
-        env["POSTGRES_PORT"],
-        env["POSTGRES_USER"],
-        env["POSTGRES_PASSWORD"],
-        connect_timeout=float(env.get("POSTGRES_CONNECT_TIMEOUT", 5)),
-        schema=env["POSTGRES_SCHEMA"],
-        pool_size=2,
-        max_overflow=2,
-    )
+    # The event store's own factory: the URL's pool, timeouts and pre-ping hold
+    # for the key store too, and it recovers from a restart in the same way.
+    datastore = PostgresStoreFactory(env).datastore
     return PostgresKeyStore(datastore, shared=False)
 
 

@@ -255,6 +255,9 @@ _JSON_ONLY = (
 )
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
+_KEYS = "msgstate.keys."
+_TOKEN32 = "secrets.token_bytes(None) makes 32 bytes, as token_bytes(32)"
+_SCHEMA_SET = "a PostgreSQL datastore's schema is never empty here (msgstate sets it)"
 _PG_APP = "msgstate._pg_store.xǁPostgresStoreApplicationRecorderǁ"
 _PG_AGG = "msgstate._pg_store.xǁPostgresStoreAggregateRecorderǁ"
 _ES_CALLS = (
@@ -622,6 +625,68 @@ EQUIVALENT: dict[str, str] = {
         "claim may be a repeat (a transport and a request_id), and an unknown id "
         "is left to resend()"
     ),
+    _KEYS + "x__create_concurrently__mutmut_3": (
+        "the second attempt always raises or returns: a fourth is never reached"
+    ),
+    _KEYS + "x__keyed__mutmut_14": _UTF8,
+    _KEYS + "x_hkdf_sha256__mutmut_11": (
+        "HMAC zero-pads a key to its block size: 32 or 33 zero bytes are one key"
+    ),
+    _KEYS + "x_hkdf_sha256__mutmut_16": (
+        "one extra block is computed, then cut off by out[:length]"
+    ),
+    _KEYS + "x_seal__mutmut_4": _DUMPS_FLAG,
+    _KEYS + "x_seal__mutmut_26": _UTF8,
+    _KEYS + "x_seal__mutmut_34": _UTF8,
+    _KEYS + "x_unseal__mutmut_24": _UTF8,
+    _KEYS + "xǁMemoryKeyStoreǁissue__mutmut_5": _TOKEN32,
+    _KEYS + "xǁPostgresKeyStoreǁissue__mutmut_14": _TOKEN32,
+    _KEYS + "xǁSQLiteKeyStoreǁissue__mutmut_8": _TOKEN32,
+    _KEYS + "xǁPostgresKeyStoreǁ__init____mutmut_12": _SCHEMA_SET,
+    _KEYS + "xǁPostgresKeyStoreǁ__init____mutmut_13": _SCHEMA_SET,
+    _KEYS + "xǁ_PostgresMetaǁ__init____mutmut_11": _SCHEMA_SET,
+    _KEYS + "xǁ_PostgresMetaǁ__init____mutmut_12": _SCHEMA_SET,
+    _KEYS + "xǁPostgresKeyStoreǁget__mutmut_1": _READ_ONLY,
+    _KEYS + "xǁPostgresKeyStoreǁget__mutmut_2": _READ_ONLY,
+    _KEYS + "xǁ_PostgresMetaǁread__mutmut_1": _READ_ONLY,
+    _KEYS + "xǁ_PostgresMetaǁread__mutmut_2": _READ_ONLY,
+    _KEYS + "xǁStreamIdsǁ__init____mutmut_27": "the id cache's size only: the same ids",
+    _KEYS + "xǁStreamIdsǁ__init____mutmut_28": "the id cache's size only: the same ids",
+    _KEYS + "xǁPostgresKeyStoreǁ__init____mutmut_19": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁ__init____mutmut_20": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁ__init____mutmut_22": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁdestroy__mutmut_10": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁdestroy__mutmut_11": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁdestroy__mutmut_13": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁdestroy__mutmut_16": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁdestroy__mutmut_17": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁget__mutmut_10": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁissue__mutmut_10": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁissue__mutmut_13": _SQL_CASE,
+    _KEYS + "xǁPostgresKeyStoreǁissue__mutmut_22": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁread__mutmut_8": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁread__mutmut_20": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁread__mutmut_21": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_8": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_9": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_11": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_12": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_22": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_25": _SQL_CASE,
+    _KEYS + "xǁ_PostgresMetaǁrecord__mutmut_33": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁ__init____mutmut_6": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_4": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_5": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_11": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_12": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_14": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_15": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_20": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁdestroy__mutmut_21": _SQL_CASE,
+    _KEYS + "xǁSQLiteKeyStoreǁissue__mutmut_7": _SQL_CASE,
+    _KEYS + "xǁ_SQLiteMetaǁread__mutmut_8": _SQL_CASE,
+    _KEYS + "xǁ_SQLiteMetaǁrecord__mutmut_4": _SQL_CASE,
+    _KEYS + "xǁ_SQLiteMetaǁrecord__mutmut_11": _SQL_CASE,
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
