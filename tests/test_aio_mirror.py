@@ -135,6 +135,9 @@ def test_the_pool_is_its_own_named_and_sized(
             busy = 0
             peak = 0
             lock = threading.Lock()
+            # Three calls at a time meet here: fewer threads never fill it (the
+            # wait times out), more would let a fourth call in (peak 4).
+            meet = threading.Barrier(3, timeout=10)
 
             def work() -> None:
                 nonlocal busy, peak
@@ -142,7 +145,8 @@ def test_the_pool_is_its_own_named_and_sized(
                     busy += 1
                     peak = max(peak, busy)
                     seen.add(threading.current_thread().name)
-                time.sleep(0.05)
+                meet.wait()
+                time.sleep(0.01)
                 with lock:
                     busy -= 1
 
