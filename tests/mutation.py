@@ -256,6 +256,11 @@ _JSON_ONLY = (
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
 _KEYS = "msgstate.keys."
+_SQLITE_LOCK = (
+    "a key file's URL sets SQLITE_LOCK_TIMEOUT to 30 or not at all, and the "
+    "default is 30"
+)
+_NOT_SHARED = "shared=None for False: only tested for truth (close() closes it)"
 _TOKEN32 = "secrets.token_bytes(None) makes 32 bytes, as token_bytes(32)"
 _SCHEMA_SET = "a PostgreSQL datastore's schema is never empty here (msgstate sets it)"
 _PG_APP = "msgstate._pg_store.xǁPostgresStoreApplicationRecorderǁ"
@@ -687,6 +692,15 @@ EQUIVALENT: dict[str, str] = {
     _KEYS + "xǁ_SQLiteMetaǁread__mutmut_8": _SQL_CASE,
     _KEYS + "xǁ_SQLiteMetaǁrecord__mutmut_4": _SQL_CASE,
     _KEYS + "xǁ_SQLiteMetaǁrecord__mutmut_11": _SQL_CASE,
+    _KEYS + "x_open_key_store__mutmut_20": _SQLITE_LOCK,
+    _KEYS + "x_open_key_store__mutmut_24": _SQLITE_LOCK,
+    _KEYS + "x_open_key_store__mutmut_25": _SQLITE_LOCK,
+    _KEYS + "x_open_key_store__mutmut_26": (
+        "the default is used only for a private in-memory database, which no "
+        "other connection can lock"
+    ),
+    _KEYS + "x_open_key_store__mutmut_28": _NOT_SHARED,
+    _KEYS + "x_open_key_store__mutmut_40": _NOT_SHARED,
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
