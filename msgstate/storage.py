@@ -78,7 +78,7 @@ def persistence_env(url: str) -> dict[str, str]:
     try:
         parts = urlsplit(url)
     except ValueError as error:
-        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
+        raise _unparsable(url, shown, error) from None
     scheme = parts.scheme.lower()
     if scheme == "memory":
         if url.lower() != "memory://":
@@ -185,7 +185,7 @@ def _postgres_env(url: str) -> dict[str, str]:
         parts = urlsplit(url)
         port = 5432 if parts.port is None else parts.port
     except ValueError as error:
-        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
+        raise _unparsable(url, shown, error) from None
     if not 1 <= port <= 65535:
         raise InvalidArgument(f"database URL {shown!r}: port must be 1 to 65535")
     dbname = unquote(parts.path.lstrip("/"))
@@ -215,7 +215,7 @@ def _postgres_env(url: str) -> dict[str, str]:
     try:
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     except ValueError as error:
-        raise InvalidArgument(f"database URL {shown!r}: {error}") from None
+        raise _unparsable(url, shown, error) from None
     for name, values in query.items():
         value = values[-1]
         if name == "schema":
@@ -255,8 +255,21 @@ def store_name(env: Mapping[str, str]) -> str:
 
 
 def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+    """``url`` with any password replaced by ``***``: everything from the first
+    ``:`` after ``//user`` to the last ``@`` (a password with an unescaped ``@``,
+    ``/`` or ``#`` is hidden whole, however a URL parser would split it)."""
+    return re.sub(r"(//[^/@:]*):.*@", r"\1:***@", url, flags=re.DOTALL)
+
+
+def _unparsable(url: str, shown: str, error: ValueError) -> InvalidArgument:
+    """The refusal of a URL the parser refused; the parser's own words are left
+    out when they quote a piece of a URL that holds a password."""
+    if shown != url and "'" in str(error):
+        return InvalidArgument(
+            f"database URL {shown!r} cannot be parsed; percent-encode any of "
+            "@ : / # ? in the user name and password"
+        )
+    return InvalidArgument(f"database URL {shown!r}: {error}")
 
 
 @contextmanager
