@@ -212,10 +212,7 @@ def _postgres_env(url: str) -> dict[str, str]:
     }
     for setting, default, _, _ in _POSTGRES_OPTIONS.values():
         env[setting] = str(default)
-    try:
-        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-    except ValueError as error:
-        raise _unparsable(url, shown, error) from None
+    query = parse_qs(parts.query, keep_blank_values=True)  # lenient: never raises
     for name, values in query.items():
         value = values[-1]
         if name == "schema":

@@ -256,6 +256,7 @@ _JSON_ONLY = (
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
 _KEYS = "msgstate.keys."
+_NUL_ONLY = "the default only feeds the NUL check, and 'XXXX' holds no NUL"
 _SQLITE_LOCK = (
     "a key file's URL sets SQLITE_LOCK_TIMEOUT to 30 or not at all, and the "
     "default is 30"
@@ -701,6 +702,35 @@ EQUIVALENT: dict[str, str] = {
     ),
     _KEYS + "x_open_key_store__mutmut_28": _NOT_SHARED,
     _KEYS + "x_open_key_store__mutmut_40": _NOT_SHARED,
+    "msgstate.storage.x__check_cipher_key__mutmut_12": _UTF8,
+    "msgstate.storage.x__check_cipher_key__mutmut_15": (
+        "b'XXXX' for b'': 4 bytes, refused as a key like the empty one"
+    ),
+    "msgstate.storage.x__postgres_env__mutmut_20": (
+        "urlsplit refuses ports above 65535 first"
+    ),
+    "msgstate.storage.x__postgres_env__mutmut_30": _NUL_ONLY,
+    "msgstate.storage.x__postgres_env__mutmut_33": _NUL_ONLY,
+    "msgstate.storage.x__prepare_postgres__mutmut_45": _SQL_CASE,
+    "msgstate.storage.x__prepare_postgres__mutmut_53": _SQL_CASE,
+    "msgstate.storage.x__prepare_sqlite__mutmut_6": _SQLITE_LOCK,
+    "msgstate.storage.x__prepare_sqlite__mutmut_10": _SQLITE_LOCK,
+    "msgstate.storage.x__prepare_sqlite__mutmut_11": _SQLITE_LOCK,
+    "msgstate.storage.x__prepare_sqlite__mutmut_25": _SQL_CASE,
+    "msgstate.storage.x__prepare_sqlite__mutmut_26": _SQL_CASE,
+    "msgstate.storage.x_generate_cipher_key__mutmut_3": _TOKEN32,
+    "msgstate.storage.x_generate_cipher_key__mutmut_6": _UTF8,
+    "msgstate.storage.x_persistence_env__mutmut_7": _UTF8,
+    "msgstate.storage.x_select_streams__mutmut_17": _READ_ONLY,
+    "msgstate.storage.x_select_streams__mutmut_18": _READ_ONLY,
+    "msgstate.storage.x_select_streams__mutmut_57": _SQL_CASE,
+    "msgstate.storage.x_select_streams__mutmut_58": _SQL_CASE,
+    "msgstate.storage.x_select_streams__mutmut_60": _SQL_CASE,
+    "msgstate.storage.x_select_streams__mutmut_74": _READ_ONLY,
+    "msgstate.storage.x_select_streams__mutmut_75": _READ_ONLY,
+    "msgstate.storage.x_service_env__mutmut_8": (
+        "the scheme is lower-cased before it is compared"
+    ),
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"

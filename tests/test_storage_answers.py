@@ -854,3 +854,23 @@ def test_a_password_with_unescaped_characters_is_never_shown(
     assert f"database URL {shown!r}" in message
     assert "Kq7" not in message
     assert "Zx9" not in message
+
+
+def test_the_parsers_words_are_kept_when_no_password_is_in_the_url() -> None:
+    assert refusal("postgresql://h\u2100x/db") == (
+        "database URL 'postgresql://h\u2100x/db': netloc 'h\u2100x' contains "
+        "invalid characters under NFKC normalization"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:Kq7\u2100Zx9@h/db", "postgresql://u:Kq7\nZx9@h:0/db"]
+)
+def test_a_password_is_hidden_from_the_parsers_words_and_across_lines(
+    url: str,
+) -> None:
+    """The parser's NFKC message quotes the whole netloc (the password with it),
+    and a newline in the password must not end the redaction early."""
+    message = refusal(url)
+    assert "Kq7" not in message
+    assert "Zx9" not in message
