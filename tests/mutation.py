@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_domain_answers.py",
     ),
     "projections": (
+        "tests/test_projections_answers.py",
         "tests/test_projections.py",
         "tests/test_expected_attempt.py",
         "tests/stateful",
@@ -256,6 +257,7 @@ _JSON_ONLY = (
 _UNUSED_DEFAULT = "the default is never used: the code is parsed only when given"
 _METHODS = "Starlette's Route upper-cases its methods"
 _KEYS = "msgstate.keys."
+_PROJ = "msgstate.projections."
 _NUL_ONLY = "the default only feeds the NUL check, and 'XXXX' holds no NUL"
 _SQLITE_LOCK = (
     "a key file's URL sets SQLITE_LOCK_TIMEOUT to 30 or not at all, and the "
@@ -731,6 +733,87 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.storage.x_service_env__mutmut_8": (
         "the scheme is lower-cased before it is compared"
     ),
+    _PROJ + "x__ints__mutmut_6": (
+        "never reached: the code lists given are never empty"
+    ),
+    _PROJ + "x__ints__mutmut_7": _SQL_CASE,
+    _PROJ + "x_change_for__mutmut_61": (
+        "SQLite names ignore case, and the in-memory row's updated_at for "
+        "SEND_SUCC is never read"
+    ),
+    _PROJ + "x_change_for__mutmut_64": (
+        "SQLite names ignore case, and the in-memory row's extra key is never read"
+    ),
+    _PROJ + "xǁMessageViewsǁdead_page__mutmut_8": _UTF8,
+    _PROJ + "xǁMessageViewsǁdecode_key__mutmut_9": _UTF8,
+    _PROJ + "xǁMessageViewsǁencode_key__mutmut_4": _UTF8,
+    _PROJ + "xǁPOPOMessageViewsǁdead__mutmut_9": (
+        "dead_page sorts again, and 'after' without a limit is never asked for"
+    ),
+    _PROJ + "xǁPOPOMessageViewsǁstuck__mutmut_11": (
+        "a row at exactly the slack fails the exact check that follows"
+    ),
+    _PROJ + "xǁPolicyQueryǁis_due__mutmut_20": (
+        "a row at exactly the slack is not due; it sorts last and is checked exactly"
+    ),
+    _PROJ + "xǁPolicyQueryǁnext_retry__mutmut_9": (
+        "the last base delay equals the cap: the same wait"
+    ),
+    _PROJ + "xǁPolicyQueryǁof__mutmut_20": (
+        "more repeated entries in the delay schedule: the same waits"
+    ),
+    _PROJ + "xǁPolicyQueryǁof__mutmut_21": (
+        "the cap repeated once more: the same waits"
+    ),
+    _PROJ + "xǁPolicyQueryǁof__mutmut_24": (
+        "a flat schedule stopped one entry later: the same waits"
+    ),
+    _PROJ + "xǁPolicyQueryǁof__mutmut_52": (
+        "the catalog's only code range is PERMANENT, so the list stays empty"
+    ),
+    _PROJ + "xǁPolicyQueryǁof__mutmut_69": (
+        "ranges() yields only ranges: 'last' is never None"
+    ),
+    _PROJ + "xǁPolicyQueryǁof__mutmut_74": ("the allowed ranges were empty anyway"),
+    _PROJ + "xǁPolicyQueryǁretryable__mutmut_6": (
+        "the allowed ranges are always empty"
+    ),
+    _PROJ + "xǁPolicyQueryǁretryable__mutmut_7": (
+        "the allowed ranges are always empty"
+    ),
+    _PROJ + "xǁPolicyQueryǁretryable__mutmut_8": (
+        "the allowed ranges are always empty"
+    ),
+    _PROJ + "xǁPolicyQueryǁsql_expired__mutmut_13": _SQL_CASE,
+    _PROJ + "xǁPolicyQueryǁsql_retryable__mutmut_12": (
+        "a single term (no allowed ranges) needs no joiner"
+    ),
+    _PROJ + "xǁPolicyQueryǁsql_retryable__mutmut_13": _SQL_CASE,
+    _PROJ + "xǁPolicyQueryǁsql_retryable__mutmut_22": (
+        "the blocked codes are never empty: '1=1' is unreachable"
+    ),
+    _PROJ + "xǁPolicyQueryǁsql_retryable__mutmut_26": _SQL_CASE,
+    _PROJ + "xǁPolicyQueryǁsql_retryable__mutmut_29": _SQL_CASE,
+    _PROJ + "xǁSQLMessageViewsǁdead__mutmut_5": (
+        "the page is '' before, so = and += agree"
+    ),
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_3": (
+        "the factory passes the datastore only, no keyword arguments"
+    ),
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_6": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_7": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_9": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_10": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_12": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_13": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_15": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ__init____mutmut_16": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁ_query__mutmut_1": _READ_ONLY,
+    _PROJ + "xǁSQLiteMessageViewsǁ_query__mutmut_2": _READ_ONLY,
+    _PROJ + "xǁSQLiteMessageViewsǁapply__mutmut_10": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁapply__mutmut_11": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁclear__mutmut_9": _SQL_CASE,
+    _PROJ + "xǁSQLiteMessageViewsǁclear__mutmut_10": _SQL_CASE,
     "msgstate.whatif.x__replay__mutmut_54": (
         "`counts['refused'] = 1` for the first refusal: that branch runs once per "
         "message (it sets first_refusal), when the count is still 0"
