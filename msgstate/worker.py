@@ -546,7 +546,8 @@ def _sigterm_stops(stop: Callable[[], None], *, enabled: bool) -> Iterator[None]
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: the handler was not set from Python and cannot be put back.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager
@@ -569,4 +570,5 @@ def _loop_sigterm_stops(
     finally:
         # remove_signal_handler resets SIGTERM to SIG_DFL: put the caller's back.
         loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # None: not set from Python, left at SIG_DFL
+            signal.signal(signal.SIGTERM, previous)

@@ -741,3 +741,40 @@ def test_aclose_closes_the_pool_the_worker_made_and_no_other(
 
     asyncio.run(main())
     assert MessageStatus.SENDING == service.get("m").status
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_sigterm_handler_not_set_from_python_is_left_at_the_default(
+    service: MessageService, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """signal reports a handler installed outside Python as None, which cannot be
+    put back: run() then leaves SIGTERM at the default action instead of failing
+    on return."""
+    saved = signal.getsignal(signal.SIGTERM)
+    real_signal = signal.signal
+    calls: list[object] = []
+
+    def first_unknown(signum: int, handler: Any) -> Any:
+        old = real_signal(signum, handler)
+        calls.append(handler)
+        return None if len(calls) == 1 else old
+
+    monkeypatch.setattr(signal, "signal", first_unknown)
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None)
+    try:
+        if kind == "sync":
+            worker: ResendWorker | AsyncResendWorker = ResendWorker(
+                service, Scripted(), worker_id="w"
+            )
+            total = worker.run(until_idle=True)  # type: ignore[union-attr]
+        else:
+            total = run_async(
+                AsyncResendWorker(service, AsyncScripted(), worker_id="w"),
+                until_idle=True,
+            )
+        monkeypatch.undo()
+        assert WorkerReport() == total
+        assert signal.SIG_DFL == signal.getsignal(signal.SIGTERM)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGTERM, saved)
