@@ -44,6 +44,7 @@ from msgstate.storage import (
     store_name,
 )
 from tests import pg
+from tests.test_unavailable import only_context
 
 KNOWN = (
     "schema, pool_size, max_overflow, connect_timeout, lock_timeout, "
@@ -536,17 +537,6 @@ def wrapped(cause: BaseException) -> Exception:
     """An eventsourcing error raised from ``cause``, as its datastore does."""
     try:
         raise OperationalError(str(cause)) from cause
-    except OperationalError as error:
-        return error
-
-
-def only_context(cause: BaseException) -> Exception:
-    """An eventsourcing error whose cause was dropped by ``raise ... from None``."""
-    try:
-        try:
-            raise cause
-        except type(cause):
-            raise OperationalError("re-raised") from None
     except OperationalError as error:
         return error
 
