@@ -131,6 +131,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def memory_service(clock: FakeClock) -> Iterator[MessageService]:
+    """A memory store on the test's clock (default policy), closed afterwards:
+    for tests of answers that do not depend on the backend."""
+    service = MessageService.open("memory://", clock=clock)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+@pytest.fixture
 def make_service(
     backend: str, tmp_path: Path, clock: FakeClock
 ) -> Iterator[ServiceFactory]:

@@ -4,7 +4,6 @@ changes, and idempotent creates inside a batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,6 @@ from msgstate import (
     InvalidArgument,
     MessageService,
     MessageStatus,
-    ResendPolicy,
 )
 from tests.support import EPOCH, FakeClock
 
@@ -26,18 +24,8 @@ CREATE_KEYS = (
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(EPOCH)
-
-
-@pytest.fixture
-def service(clock: FakeClock) -> Iterator[MessageService]:
-    policy = ResendPolicy(send_timeout=timedelta(seconds=60))
-    service = MessageService.open("memory://", clock=clock, policy=policy)
-    try:
-        yield service
-    finally:
-        service.close()
+def service(memory_service: MessageService) -> MessageService:
+    return memory_service
 
 
 def test_a_batch_is_used_once_and_only_inside_its_block(

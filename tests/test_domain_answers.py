@@ -6,7 +6,6 @@ against a stream that breaks it)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid5
@@ -33,18 +32,8 @@ from tests.support import EPOCH, FakeClock
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(EPOCH)
-
-
-@pytest.fixture
-def service(clock: FakeClock) -> Iterator[MessageService]:
-    policy = ResendPolicy(send_timeout=timedelta(seconds=60))
-    service = MessageService.open("memory://", clock=clock, policy=policy)
-    try:
-        yield service
-    finally:
-        service.close()
+def service(memory_service: MessageService) -> MessageService:
+    return memory_service
 
 
 def aggregate(service: MessageService, msg_id: str) -> Message:

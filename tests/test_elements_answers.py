@@ -6,25 +6,19 @@ stored message."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from msgstate import InvalidArgument, MessageService
 from msgstate.tencent import V2TimValueCallback
-from tests.support import EPOCH, FakeClock
 
 NULL = "makes the client's fromJson throw or loses the value)"
 
 
 @pytest.fixture
-def service() -> Iterator[MessageService]:
-    service = MessageService.open("memory://", clock=FakeClock(EPOCH))
-    try:
-        yield service
-    finally:
-        service.close()
+def service(memory_service: MessageService) -> MessageService:
+    return memory_service
 
 
 def refusal(service: MessageService, elem_type: int, content: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from msgstate.errors import MsgStateError
 from msgstate.web import create_app
 from msgstate.web.app import CSRF_COOKIE
 from tests.console_support import get, link, parse, rows
-from tests.support import EPOCH, FakeClock
+from tests.support import FakeClock
 from tests.test_web_session import TOKENS, form_of, sign_in
 
 LATER = "2026-01-02T00:00:00Z"
@@ -36,17 +36,8 @@ PAGES = ("overview", "message", "due", "dead", "stuck", "what_if", "machine")
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(EPOCH)
-
-
-@pytest.fixture
-def service(clock: FakeClock) -> Iterator[MessageService]:
-    service = MessageService.open("memory://", clock=clock)
-    try:
-        yield service
-    finally:
-        service.close()
+def service(memory_service: MessageService) -> MessageService:
+    return memory_service
 
 
 def failed(service: MessageService, msg_id: str, code: int = 6012) -> None:
