@@ -14,8 +14,14 @@ backend, and reports commands per second:
 * ``msgstate_batch_<N>``: the same commands in batches of N, one transaction per
   batch (``service.batch()`` with ``prefetch`` for creates and resends,
   ``record_failures`` and ``record_deliveries``, which prefetch themselves);
-* ``handwritten_batch_<N>``: ``HandApp`` with ``AGGREGATE_CACHE_MAXSIZE`` set and
-  one ``app.save(*aggregates)`` per N commands.
+* ``msgstate_loop_<N>``: the same commands in batches of N written as a plain
+  loop (``with service.batch()`` and one call per message, no ``prefetch``);
+* ``handwritten_memory_<N>``: the strongest hand-written peer: ``HandApp`` with
+  every aggregate it made held in a dict (no repository read at all) and one
+  ``app.save(*aggregates)`` per N commands;
+* ``handwritten_batch_<N>``: ``HandApp`` with ``AGGREGATE_CACHE_MAXSIZE`` set,
+  reading each aggregate through its cache (fast-forward), and one
+  ``app.save(*aggregates)`` per N commands.
 
 Used by ``benchmarks/run.py``; each runner does a short untimed warm-up first.
 """
@@ -319,6 +325,79 @@ def handwritten_batch(store: Store, n: int, size: int, warmup: int = WARMUP) -> 
                         message = app.repository.get(HandMessage.create_id(msg_id))
                         change(message)
                         aggregates.append(message)
+                    app.save(*aggregates)
+
+        phases(_ids("warm", warmup))
+        ids = _ids("m", n)
+        return _timed(lambda: phases(ids), 4 * n)
+    finally:
+        app.close()
+
+
+def msgstate_batch_loop(store: Store, n: int, size: int, warmup: int = WARMUP) -> float:
+    """msgstate batches of ``size`` written as a plain loop: no ``prefetch``.
+
+    What a user writes first: ``with service.batch() as batch:`` and one command
+    per message inside it, for creates, failures, resends and deliveries alike.
+    """
+    service = MessageService.open(store.url)
+    try:
+
+        def phases(ids: Sequence[str]) -> None:
+            for chunk in _chunks(ids, size):
+                with service.batch() as batch:
+                    for msg_id in chunk:
+                        batch.create(msg_id, sender="alice", user_id="bob")
+            for chunk in _chunks(ids, size):
+                with service.batch() as batch:
+                    for msg_id in chunk:
+                        batch.record_failure(msg_id, code=6012)
+            for chunk in _chunks(ids, size):
+                with service.batch() as batch:
+                    for msg_id in chunk:
+                        batch.resend(msg_id, request_id="r")
+            for chunk in _chunks(ids, size):
+                with service.batch() as batch:
+                    for msg_id in chunk:
+                        batch.record_delivery(msg_id, seq="1")
+
+        phases(_ids("warm", warmup))
+        ids = _ids("m", n)
+        return _timed(lambda: phases(ids), 4 * n)
+    finally:
+        service.close()
+
+
+def handwritten_batch_memory(
+    store: Store, n: int, size: int, warmup: int = WARMUP
+) -> float:
+    """The strongest hand-written eventsourcing batch: aggregates kept in memory.
+
+    ``HandApp`` with its defaults; the program holds every aggregate it made in a
+    dict (no repository read at all) and saves each chunk's ``size`` changed
+    aggregates with one ``app.save(*aggregates)``.
+    """
+    app = HandApp(env=store.hand_env())
+    changes: list[Callable[[HandMessage], None]] = [
+        lambda m: m.fail(m.attempts, 6012, datetime.now(UTC)),
+        lambda m: m.resend(m.attempts + 1, "r", datetime.now(UTC)),
+        lambda m: m.deliver(m.attempts, "1", datetime.now(UTC)),
+    ]
+    try:
+
+        def phases(ids: Sequence[str]) -> None:
+            held: dict[str, HandMessage] = {}
+            for chunk in _chunks(ids, size):
+                made = [
+                    HandMessage(m, "alice", "bob", datetime.now(UTC)) for m in chunk
+                ]
+                app.save(*made)
+                held.update(zip(chunk, made, strict=True))
+            for change in changes:
+                for chunk in _chunks(ids, size):
+                    aggregates = [held[msg_id] for msg_id in chunk]
+                    for message in aggregates:
+                        change(message)
                     app.save(*aggregates)
 
         phases(_ids("warm", warmup))

@@ -12,8 +12,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from copy import deepcopy
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID, uuid4
 
 from attrs import evolve
@@ -91,6 +92,9 @@ __all__ = ["DATABASE_URL_ENV", "MessageService", "setup_schema"]
 
 DEFAULT_CACHE_SIZE = 10_000
 """Messages kept in memory between commands by default."""
+
+READ_FIRST_SIZE = 10_000
+"""Ids a service remembers to read before a batch creates them (see _learn)."""
 
 CATCH_UP_BATCH = 1_000
 """Notifications read (and applied in one transaction) per catch-up step."""
@@ -196,6 +200,8 @@ class MessageService(Application[UUID]):
             self._keys = self._open_key_store(forgettable, key_store)
         self._policy_query = PolicyQuery.of(self._policy)
         self._catch_up_on_query = catch_up
+        # Ids a batch reads before creating (see _learn); oldest dropped first.
+        self._read_first: dict[str, None] = {}
 
     @classmethod
     def open(
@@ -339,7 +345,7 @@ class MessageService(Application[UUID]):
         message = self._new_message(msg_id, fields)
         try:
             with self._storage_errors():
-                self.save(message)
+                self._save_messages(message)
         except IntegrityError:
             self._forget_cached(msg_id)  # the store has the last word (archived?)
             message = self._load(msg_id)
@@ -487,7 +493,10 @@ class MessageService(Application[UUID]):
         block saves every accepted change atomically, or nothing if the block
         raised. If another writer changed one of the batch's messages meanwhile,
         leaving raises :class:`ConcurrencyConflict` and saves nothing; run the
-        batch again.
+        batch again. To be fast, a batch takes cached messages without reading
+        them and creates uncached ids without reading them; a copy that turns out
+        stale, or an id that exists after all, makes the save fail that way, and
+        the rerun decides on the store (docs/storage.md, "Batches").
         """
         from msgstate.batch import Batch  # the batch module builds on this one
 
@@ -1043,6 +1052,63 @@ class MessageService(Application[UUID]):
         self._notify(recordings)
         return recordings
 
+    def _save_messages(self, *messages: Message) -> None:
+        """Save ``messages`` in one transaction, then keep them in the cache.
+
+        eventsourcing leaves a fast-forwarding cache alone at save; the messages
+        just saved are the newest this process knows, so the next command (or
+        batch) on them starts from memory. Only for messages the caller drops
+        after saving: the cache keeps these very objects.
+        """
+        self.save(*messages)
+        cache = self.repository.cache
+        if cache is not None:
+            for message in messages:
+                cache.put(message.id, message)
+
+    def _must_read(self, msg_id: str) -> bool:
+        """Whether a batch must read ``msg_id`` before creating it (see _learn)."""
+        return self.repository.cache is None or msg_id in self._read_first
+
+    def _learn(self, msg_ids: Sequence[str]) -> None:
+        """After a batch that created ``msg_ids`` without reading them lost its
+        save: cache those that exist, so the rerun decides on them; those still
+        absent (archived, or not made after all) are read before their next
+        creation in a batch, so an archived id is refused, not retried forever."""
+        if not msg_ids:
+            return
+        with self._storage_errors():
+            found = self._load_many(msg_ids)
+        cache = self.repository.cache
+        for msg_id, message in found.items():
+            if message is not None and cache is not None:
+                cache.put(message.id, message)
+            elif message is None:
+                self._read_first[msg_id] = None
+                while len(self._read_first) > READ_FIRST_SIZE:
+                    del self._read_first[next(iter(self._read_first))]
+
+    def _refuse_archived(self, msg_id: str) -> None:
+        """Raise :class:`MessageArchived` if ``msg_id`` (not in the store) was
+        archived; otherwise it is new, and batches need no longer read it first."""
+        if msg_id not in self._read_first:
+            return
+        missing = self._not_found(msg_id)
+        if isinstance(missing, MessageArchived):
+            raise missing
+        del self._read_first[msg_id]
+
+    def _cached(self, msg_id: str) -> Message | None:
+        """A copy of the cached ``msg_id`` as this process last saw it (no read)."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            message = cache.get(self._stream_ids(msg_id))
+        except KeyError:
+            return None
+        return cast("Message", deepcopy(message))
+
     def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
         return storage_errors(self._where, self._secret, encrypted=self._encrypted)
 
@@ -1131,7 +1197,7 @@ class MessageService(Application[UUID]):
                 return self._view(message)
             try:
                 with self._storage_errors():
-                    self.save(message)
+                    self._save_messages(message)
             except IntegrityError:
                 # Reload from the store, not the cache: a stream archived by
                 # another process is refused here and absent there.

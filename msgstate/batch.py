@@ -42,6 +42,7 @@ class Batch:
         self._service = service
         self._messages: dict[str, Message] = {}
         self._missing: set[str] = set()  # known not to exist (from prefetch)
+        self._unverified: set[str] = set()  # created without a read
         self._state = "new"
 
     def __enter__(self) -> Batch:
@@ -65,10 +66,11 @@ class Batch:
             return
         try:
             with self._service._storage_errors():
-                self._service.save(*dirty)
+                self._service._save_messages(*dirty)
         except IntegrityError:
             for message in dirty:  # the next try reloads them from the store
                 self._service._forget_cached(message.msg_id)
+            self._service._learn(sorted(self._unverified))
             raise ConcurrencyConflict(
                 f"another writer changed one of this batch's {len(dirty)} messages; "
                 "nothing was saved, run the batch again"
@@ -92,8 +94,15 @@ class Batch:
                 checked = check.identifier("msg_id", msg_id)
             except MsgStateError:
                 continue
-            if checked not in self._messages and checked not in self._missing:
+            if checked in self._messages or checked in self._missing:
+                continue
+            cached = self._service._cached(checked)
+            if cached is not None:  # as a command would take it: no read
+                self._messages[checked] = cached
+            else:
                 wanted.append(checked)
+        if not wanted:
+            return
         for msg_id, message in self._service._load_many(wanted).items():
             if message is None:
                 self._missing.add(msg_id)
@@ -131,7 +140,16 @@ class Batch:
             )
         checked_id, fields = _creation(msg_id, **given)
         self._check_open()
-        message = self._find(checked_id)
+        message = self._known(checked_id)
+        if message is None and checked_id not in self._missing:
+            if self._service._must_read(checked_id):
+                message = self._find(checked_id)
+                if message is None:
+                    self._service._refuse_archived(checked_id)
+            else:
+                # Not read: assumed new. If it exists after all, the save
+                # fails, the batch learns it, and the caller reruns.
+                self._unverified.add(checked_id)
         if message is None:
             message = self._service._new_message(checked_id, fields)
             self._messages[checked_id] = message
@@ -175,14 +193,23 @@ class Batch:
         if self._state != "open":
             raise InvalidArgument("use a batch inside its with-block")
 
+    def _known(self, msg_id: str) -> Message | None:
+        """The batch's message, else the cached one (no read), else ``None``."""
+        message = self._messages.get(msg_id)
+        if message is None:
+            # A cached message needs no read: if another writer changed it since,
+            # the save at the end fails its version check and nothing is saved.
+            message = self._service._cached(msg_id)
+            if message is not None:
+                self._messages[msg_id] = message
+        return message
+
     def _find(self, msg_id: str) -> Message | None:
-        if msg_id in self._messages:
-            return self._messages[msg_id]
-        if msg_id in self._missing:
-            return None
-        message = self._service._find(msg_id)
-        if message is not None:
-            self._messages[msg_id] = message
+        message = self._known(msg_id)
+        if message is None and msg_id not in self._missing:
+            message = self._service._find(msg_id)
+            if message is not None:
+                self._messages[msg_id] = message
         return message
 
     def _apply(self, msg_id: str, change: Change) -> MessageView:

@@ -193,6 +193,30 @@ def test_a_batch_refuses_archived_ids(
     assert raw(service, "permanent") == []
 
 
+def test_a_batch_create_of_an_archived_id_is_refused_on_its_rerun(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A batch creates without reading: the store's guard fails the save
+    (ConcurrencyConflict, nothing saved); the rerun reads the id and is refused
+    with MessageArchived; after a restore the same create finds the message."""
+    service = make_service(POLICY)
+    make_messages(service, clock)
+    clock.advance(3600)
+    service.archive(before=clock(), to=tmp_path / "a.jsonl")
+
+    with pytest.raises(ConcurrencyConflict), service.batch() as batch:
+        batch.create("permanent", sender="s", user_id="u")
+    with pytest.raises(MessageArchived), service.batch() as batch:
+        batch.create("permanent", sender="s", user_id="u")
+    assert raw(service, "permanent") == []
+
+    service.restore(tmp_path / "a.jsonl")
+    with service.batch() as batch:
+        view = batch.create("permanent", sender="s", user_id="u")
+    assert view == service.get("permanent")
+    assert 1 < view.version
+
+
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_another_service_with_a_cached_copy_cannot_write_to_an_archived_stream(
     store: str, tmp_path: Path, clock: FakeClock

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from msgstate import (
     Batch,
     ConcurrencyConflict,
+    DuplicateMessage,
     ErrorCode,
     InvalidArgument,
     MessageNotFound,
@@ -284,9 +285,153 @@ def test_bulk_reports_read_streams_in_few_queries(tmp_path: Any) -> None:
     import msgstate.application as application
 
     application.select_streams = counting  # type: ignore[assignment]
+    other = MessageService.open(backend_url("sqlite", tmp_path))  # nothing cached
     try:
-        outcomes = service.record_deliveries([{"msg_id": m, "seq": "1"} for m in ids])
+        outcomes = other.record_deliveries([{"msg_id": m, "seq": "1"} for m in ids])
+        assert [600] == calls
+        # The service that saved them keeps them in its cache: its first try
+        # reads nothing. That cache is stale (the other service delivered them),
+        # so the save loses the race, and the retry reads all 600 at once.
+        failures = service.record_failures([{"msg_id": m, "code": 6012} for m in ids])
+        assert [600, 600] == calls
     finally:
         application.select_streams = original  # type: ignore[assignment]
-    assert [600] == calls
+        other.close()
+        service.close()
     assert all(o.status is MessageStatus.SEND_SUCC for o in outcomes)  # type: ignore[union-attr]
+    # Reloaded, each failure report comes after the delivery: it changes nothing.
+    assert all(o.status is MessageStatus.SEND_SUCC for o in failures)  # type: ignore[union-attr]
+
+
+def test_batch_takes_cached_messages_without_reading(service: MessageService) -> None:
+    """Messages this service saved come from its cache: a batch reads nothing."""
+    for i in range(3):
+        service.create(f"m{i}", sender="a", user_id="b")
+
+    def no_read(msg_id: str) -> Any:
+        raise AssertionError(f"read {msg_id} from the store")
+
+    service._find = no_read  # type: ignore[method-assign]
+    with service.batch() as batch:
+        batch.prefetch(["m0"])
+        views = [batch.record_failure(f"m{i}", code=TIMEOUT) for i in range(3)]
+    assert [2, 2, 2] == [v.version for v in views]
+    assert views == [service.get(f"m{i}") for i in range(3)]
+
+
+def test_block_that_raises_leaves_the_cache_as_it_was(service: MessageService) -> None:
+    """Changes of a batch that raised are not seen by later commands or batches."""
+    service.create("m1", sender="a", user_id="b")
+    with pytest.raises(RuntimeError), service.batch() as batch:
+        batch.record_failure("m1", code=TIMEOUT)
+        raise RuntimeError("boom")
+    with service.batch() as batch:
+        assert (MessageStatus.SENDING, 1) == (
+            batch.get("m1").status,
+            batch.get("m1").version,
+        )
+    assert 1 == service.get("m1").version
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_stale_cached_message_conflicts_and_the_rerun_reads_the_store(
+    make_service: ServiceFactory,
+) -> None:
+    """A batch decides on this process's copy; another writer's change since makes
+    the save fail (ConcurrencyConflict, nothing saved), and the rerun decides on
+    the stored message. (One memory store has one service: no stale cache.)"""
+    first = make_service()
+    other = make_service()
+    first.create("m1", sender="a", user_id="b")
+    other.record_delivery("m1", seq="1")
+    with pytest.raises(ConcurrencyConflict), first.batch() as batch:
+        stale = batch.record_failure("m1", code=TIMEOUT)
+        assert MessageStatus.SEND_FAIL == stale.status  # decided on the cached copy
+    assert (MessageStatus.SEND_SUCC, 2) == (
+        first.get("m1").status,
+        first.get("m1").version,
+    )
+    with first.batch() as batch:
+        rerun = batch.record_failure("m1", code=TIMEOUT)
+    assert (MessageStatus.SEND_SUCC, 2) == (rerun.status, rerun.version)
+    assert 2 == len(first.history("m1"))
+
+
+def test_batch_without_a_cache_reads_each_message(make_service: ServiceFactory) -> None:
+    """cache_size=0: every message of a batch is read from the store, once."""
+    service = make_service(cache_size=0)
+    service.create("m1", sender="a", user_id="b")
+    with service.batch() as batch:
+        batch.record_failure("m1", code=TIMEOUT)
+        batch.resend("m1", request_id="r")
+    assert (MessageStatus.SENDING, 3) == (
+        service.get("m1").status,
+        service.get("m1").version,
+    )
+
+
+# -- creates: not read first; a lost race teaches the service what exists --
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_create_of_a_message_made_elsewhere_conflicts_then_answers_from_the_store(
+    make_service: ServiceFactory,
+) -> None:
+    """A batch creates ids its service has not seen without reading them. One made
+    by another service meanwhile makes the save fail (nothing saved); the rerun
+    answers as the service would: the existing message, or DuplicateMessage."""
+    first = make_service()
+    other = make_service()
+    existing = other.record_failure(
+        other.create("m1", sender="a", user_id="b").msg_id, code=TIMEOUT
+    )
+    with pytest.raises(ConcurrencyConflict), first.batch() as batch:
+        provisional = batch.create("m1", sender="a", user_id="b")
+        batch.create("m2", sender="a", user_id="b")
+    assert 1 == provisional.version  # the batch's own, never saved
+    with pytest.raises(MessageNotFound):
+        first.get("m2")
+    assert existing == first.get("m1")
+    with first.batch() as batch:
+        assert existing == batch.create("m1", sender="a", user_id="b")
+        with pytest.raises(DuplicateMessage):
+            batch.create("m1", sender="a", user_id="someone else")
+        batch.create("m2", sender="a", user_id="b")
+    assert (existing, 1) == (first.get("m1"), first.get("m2").version)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_prefetch_makes_creates_final(make_service: ServiceFactory) -> None:
+    """With prefetch first, a create of an existing id answers at once."""
+    first = make_service()
+    other = make_service()
+    existing = other.create("m1", sender="a", user_id="b")
+    with first.batch() as batch:
+        batch.prefetch(["m1", "m2"])
+        assert existing == batch.create("m1", sender="a", user_id="b")
+        assert 1 == batch.create("m2", sender="a", user_id="b").version
+    assert 1 == first.get("m2").version
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_without_a_cache_creates_are_read_first(make_service: ServiceFactory) -> None:
+    """cache_size=0: nothing can be learnt, so every create reads; no conflict."""
+    first = make_service(cache_size=0)
+    other = make_service()
+    existing = other.create("m1", sender="a", user_id="b")
+    with first.batch() as batch:
+        assert existing == batch.create("m1", sender="a", user_id="b")
+
+
+def test_ids_to_read_first_are_bounded(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service remembers at most READ_FIRST_SIZE such ids, the newest."""
+    import msgstate.application as application
+
+    monkeypatch.setattr(application, "READ_FIRST_SIZE", 2)
+    service = make_service()
+    service._learn(["a", "b", "c"])
+    assert ["b", "c"] == list(service._read_first)
+    service._learn(["d"])
+    assert ["c", "d"] == list(service._read_first)

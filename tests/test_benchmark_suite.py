@@ -20,6 +20,9 @@ def _check_backend(figures: dict[str, Any], *, plain_sql: bool) -> None:
         assert 3 == len(numbers["rounds_cmds_per_s"]), name
     assert figures["ratios"]["single_vs_handwritten"] > 0
     assert figures["ratios"]["batch_vs_handwritten_batch"] > 0
+    for key in ("loop_vs_strongest_batch", "batch_vs_strongest_batch", "batch_vs_loop"):
+        assert figures["ratios"][key] > 0, key
+    assert {"msgstate_loop_1000", "handwritten_memory_1000"} <= set(commands)
     history = figures["history"]
     for key in ("get", "get_at"):
         for kind in ("no_snapshots", "snapshots"):
