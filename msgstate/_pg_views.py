@@ -10,7 +10,10 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 from msgstate._pg_store import call, unwrapped
-from msgstate.projections import SQLMessageViews, ViewChange, _upsert
+from msgstate.projections import SQLMessageViews, ViewChange, upsert_groups
+
+COPY_ROWS = 200
+"""Rows of one column set from which an upsert goes through COPY (fewer: INSERT)."""
 
 
 class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
@@ -83,11 +86,49 @@ class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
             todo = [ch for ch in prepared if ch.notification_id > current]
             if not todo:
                 return 0
-            _upsert(curs, self._table_sql(), todo, "%s", lambda aid: aid)
+            self._upsert(curs, todo)
             self._insert_tracking(
                 curs, Tracking(application_name, todo[-1].notification_id)
             )
             return len(todo)
+
+    def _upsert(self, curs: Any, changes: Sequence[ViewChange]) -> None:
+        """Upsert one row per message: small groups with INSERT ... ON CONFLICT
+        (executemany), large ones copied into a temporary table first (COPY),
+        then upserted from it with one statement."""
+        for names, rows in upsert_groups(changes, lambda aid: aid).items():
+            columns = SQL(", ").join(Identifier(n) for n in ("id", *names))
+            updates = SQL(", ").join(
+                SQL("{0} = excluded.{0}").format(Identifier(n)) for n in names
+            )
+            if len(rows) < COPY_ROWS:
+                marks = SQL(", ").join([SQL("%s")] * (len(names) + 1))
+                curs.executemany(
+                    SQL(
+                        "INSERT INTO {0} ({1}) VALUES ({2}) "
+                        "ON CONFLICT (id) DO UPDATE SET {3}"
+                    ).format(self.qualified, columns, marks, updates),
+                    rows,
+                )
+                continue
+            curs.execute(
+                SQL(
+                    "CREATE TEMPORARY TABLE msgstate_views_load "
+                    "(LIKE {0}) ON COMMIT DROP"
+                ).format(self.qualified)
+            )
+            with curs.copy(
+                SQL("COPY msgstate_views_load ({0}) FROM STDIN").format(columns)
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0} ({1}) SELECT {1} FROM msgstate_views_load "
+                    "ON CONFLICT (id) DO UPDATE SET {2}"
+                ).format(self.qualified, columns, updates)
+            )
+            curs.execute("DROP TABLE msgstate_views_load")
 
     greatest = "GREATEST"
 

@@ -68,12 +68,13 @@ from msgstate.projections import (
     MessageViews,
     PolicyQuery,
     apply_or_skip,
-    change_for,
+    changes_for,
     views_class_for,
 )
 from msgstate.status import MessageStatus
 from msgstate.storage import (
     DATABASE_URL_ENV,
+    read_notifications,
     select_streams,
     service_env,
     storage_errors,
@@ -854,17 +855,12 @@ class MessageService(Application[UUID]):
         with self._storage_errors():
             while True:
                 start = (self._views.max_tracking_id(APPLICATION_NAME) or 0) + 1
-                notifications = self.recorder.select_notifications(
-                    start=start, limit=batch
-                )
+                notifications = read_notifications(self.recorder, start, batch)
                 if not notifications:
                     return applied
-                changes = [
-                    change
-                    for n in notifications
-                    if (change := change_for(self.mapper.to_domain_event(n), n.id))
-                    is not None
-                ]
+                changes = changes_for(
+                    notifications, self.mapper, self._views.encode_key
+                )
                 applied += apply_or_skip(self._views, changes)
                 if len(notifications) < batch:
                     return applied

@@ -15,7 +15,7 @@ column is then encrypted with the store's own cipher.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -39,6 +39,7 @@ __all__ = [
     "PolicyQuery",
     "ViewChange",
     "change_for",
+    "changes_for",
 ]
 
 APPLICATION_NAME = "msgstate"
@@ -114,6 +115,153 @@ def change_for(event: Any, notification_id: int) -> ViewChange | None:
     else:
         return None
     return ViewChange(notification_id, aid, columns)
+
+
+def _topic(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+_CREATED, _FAILED, _RESENT, _DELIVERED, _FORGOTTEN = range(5)
+_KINDS: dict[str, tuple[int, type]] = {
+    _topic(cls): (kind, cls)
+    for cls, kind in [
+        (Message.Created, _CREATED),
+        (Message.CreatedSealed, _CREATED),
+        (Message.SendFailed, _FAILED),
+        (Message.ResendRequested, _RESENT),
+        (Message.Delivered, _DELIVERED),
+        (Message.Forgotten, _FORGOTTEN),
+    ]
+}
+_SUCC = int(MessageStatus.SEND_SUCC)
+
+
+def changes_for(
+    notifications: Sequence[Any],
+    mapper: Any,
+    encode_key: Callable[[str], bytes] | None = None,
+) -> list[ViewChange]:
+    """The row changes of many stored notifications, as :func:`change_for` makes
+    them, without building domain events.
+
+    Each state is decrypted and decompressed as the mapper would, then decoded as
+    plain JSON, and only the fields a row needs are read (the transcoder's tagged
+    ``datetime_iso`` values parsed where used). A notification of any other topic,
+    or a state the plain decoding can't read, goes through the mapper and
+    :func:`change_for` instead, so the answer is always the same. With
+    ``encode_key`` (:meth:`MessageViews.encode_key`), creations carry ``msg_key``
+    already, as :meth:`MessageViews.prepare` would make it.
+    """
+    cipher, compressor = mapper.cipher, mapper.compressor
+    # Events with upcasters (class_version > 1) are decoded by the mapper only.
+    kinds = {
+        topic: kind
+        for topic, (kind, cls) in _KINDS.items()
+        if getattr(cls, "class_version", 1) == 1
+    }
+    changes: list[ViewChange] = []
+    for n in notifications:
+        kind = kinds.get(n.topic)
+        change: ViewChange | None = None
+        if kind is not None:
+            state = n.state
+            if cipher is not None:
+                state = cipher.decrypt(state)
+            if compressor is not None:
+                state = compressor.decompress(state)
+            try:
+                change = _change(kind, _loads(state), n.originator_id, n.id)
+            except (KeyError, TypeError, ValueError):
+                change = None
+        if change is None:
+            change = change_for(mapper.to_domain_event(n), n.id)
+        if change is not None:
+            if encode_key is not None and "msg_id" in change.columns:
+                change.columns["msg_key"] = encode_key(change.columns.pop("msg_id"))
+            changes.append(change)
+    return changes
+
+
+def _change(kind: int, data: Any, aid: UUID, notification_id: int) -> ViewChange:
+    if "class_version" in data:
+        raise ValueError("a versioned state: the mapper upcasts it")
+    at = _tagged_epoch(data["at"])
+    if kind == _CREATED:
+        columns: dict[str, Any] = {
+            "msg_id": _str(data["msg_id"]),
+            "status": _SENDING,
+            "attempts": 1,
+            "last_error_code": None,
+            "failed_at": None,
+            "retry_after": None,
+            "jitter_u": None,
+            "created_at": at,
+            "online_user_only": int(_bool(data["online_user_only"])),
+            "updated_at": at,
+        }
+    elif kind == _FAILED:
+        attempt = _int(data["attempt"])
+        retry_after = data["retry_after"]
+        columns = {
+            "status": _SEND_FAIL,
+            "last_error_code": _int(data["code"]),
+            "failed_at": at,
+            "retry_after": None if retry_after is None else _number(retry_after),
+            "jitter_u": jitter_unit(aid, attempt),
+            "updated_at": at,
+        }
+    elif kind == _RESENT:
+        columns = {
+            "status": _SENDING,
+            "attempts": _int(data["attempt"]),
+            "online_user_only": int(_bool(data["online_user_only"])),
+            "updated_at": at,
+        }
+    elif kind == _DELIVERED:
+        columns = {"status": _SUCC, "updated_at": at}
+    else:
+        columns = {"attempts": _int(data["attempt"])}
+    return ViewChange(notification_id, aid, columns)
+
+
+def _tagged_epoch(value: Any) -> float:
+    """A transcoded ``datetime_iso`` value as seconds since the epoch."""
+    if value["_type_"] != "datetime_iso":
+        raise ValueError(value)
+    return datetime.fromisoformat(value["_data_"]).timestamp()
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(value)
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(value)
+    return value
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(value)
+    return value
+
+
+def _number(value: Any) -> float:
+    if type(value) is not float and type(value) is not int:
+        raise TypeError(value)
+    return value
+
+
+_loads: Callable[[bytes], Any]
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is the fast extra
+    from json import loads as _json_loads
+
+    _loads = _json_loads
 
 
 @frozen
@@ -307,9 +455,11 @@ class MessageViews(TrackingRecorder, ABC):
         """Encode message ids for storage."""
         prepared = []
         for change in changes:
+            if "msg_id" not in change.columns:
+                prepared.append(change)  # nothing to encode: as it is
+                continue
             columns = dict(change.columns)
-            if "msg_id" in columns:
-                columns["msg_key"] = self.encode_key(columns.pop("msg_id"))
+            columns["msg_key"] = self.encode_key(columns.pop("msg_id"))
             prepared.append(
                 ViewChange(change.notification_id, change.aggregate_id, columns)
             )
@@ -617,13 +767,7 @@ def _upsert(
     render_id: Any,
 ) -> None:
     """INSERT ... ON CONFLICT DO UPDATE, one row per message, grouped by columns."""
-    groups: dict[tuple[str, ...], list[list[Any]]] = {}
-    for aggregate_id, columns in merge(changes).items():
-        names = tuple(sorted(columns))
-        groups.setdefault(names, []).append(
-            [render_id(aggregate_id), *(columns[n] for n in names)]
-        )
-    for names, rows in groups.items():
+    for names, rows in upsert_groups(changes, render_id).items():
         placeholders = ", ".join([mark] * (len(names) + 1))
         updates = ", ".join(f"{n} = excluded.{n}" for n in names)
         statement = (
@@ -631,6 +775,19 @@ def _upsert(
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
         cursor.executemany(statement, rows)
+
+
+def upsert_groups(
+    changes: Sequence[ViewChange], render_id: Any
+) -> dict[tuple[str, ...], list[list[Any]]]:
+    """One row per message (``[id, *values]``), grouped by the columns it sets."""
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for aggregate_id, columns in merge(changes).items():
+        names = tuple(sorted(columns))
+        groups.setdefault(names, []).append(
+            [render_id(aggregate_id), *(columns[n] for n in names)]
+        )
+    return groups
 
 
 class MessageViewsProjection(Projection[MessageViews]):

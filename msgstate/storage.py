@@ -23,8 +23,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import (
+    ApplicationRecorder,
     IntegrityError,
     MapperDeserialisationError,
+    Notification,
     PersistenceError,
     Recorder,
     StoredEvent,
@@ -520,3 +522,64 @@ def select_streams(
                 )
         return found
     return None
+
+
+def read_notifications(
+    recorder: ApplicationRecorder, start: int, limit: int
+) -> list[Notification]:
+    """Notifications ``start``, ``start + 1``, ... (at most ``limit``), as
+    ``recorder.select_notifications(start=start, limit=limit)`` returns them, read
+    with plain tuples instead of mapping rows (the read models read millions)."""
+    from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        table = recorder.events_table_name  # eventsourcing's own, not user input
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version, topic, state "
+                f"FROM {table} WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+                [start, limit],
+            )
+            rows = c.fetchall()
+        return [
+            Notification(
+                id=row[0],
+                originator_id=UUID(row[1]),
+                originator_version=row[2],
+                topic=row[3],
+                state=bytes(row[4]),
+            )
+            for row in rows
+        ]
+    postgres = sys.modules.get("eventsourcing.postgres")
+    if postgres is not None and isinstance(
+        recorder, postgres.PostgresApplicationRecorder
+    ):
+        from psycopg.rows import tuple_row
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {0}.{1} WHERE notification_id >= %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(
+            Identifier(recorder.datastore.schema),
+            Identifier(recorder.events_table_name),
+        )
+        with (
+            recorder.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(statement, (start, limit), prepare=True)
+            rows = curs.fetchall()
+        return [
+            Notification(
+                id=row[0],
+                originator_id=row[1],
+                originator_version=row[2],
+                topic=row[3],
+                state=bytes(row[4]),
+            )
+            for row in rows
+        ]
+    return list(recorder.select_notifications(start=start, limit=limit))
