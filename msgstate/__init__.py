@@ -31,7 +31,7 @@ from msgstate.errors import (
 )
 from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.keys import FORGOTTEN, FORGOTTEN_CONTENT, PERSONAL_FIELDS
-from msgstate.policy import Decision, ResendPolicy
+from msgstate.policy import Decision, ResendFacts, ResendPolicy
 from msgstate.projections import DeadLetter
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
 from msgstate.storage import DATABASE_URL_ENV, generate_cipher_key
@@ -78,6 +78,7 @@ __all__ = [
     "MsgStateError",
     "NotForgettable",
     "ProjectionTimeout",
+    "ResendFacts",
     "ResendPolicy",
     "ResendRefused",
     "ResendWorker",

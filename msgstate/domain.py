@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from attrs import evolve
 from eventsourcing.domain import Aggregate, event
 
 from msgstate.errors import (
@@ -195,6 +194,11 @@ class Message(Aggregate):
         )
 
     @property
+    def stream_id(self) -> UUID:
+        """The id of this message's event stream (the aggregate id)."""
+        return self.id
+
+    @property
     def status(self) -> MessageStatus:
         """The current status (stored as a plain int, so snapshots round-trip)."""
         return MessageStatus(self.status_value)
@@ -264,13 +268,11 @@ class Message(Aggregate):
                 "is stale (another sender moved it on); reread it before claiming"
             )
             raise StaleAttempt(msg)
-        from msgstate.views import view_of  # views depends on this module
-
-        view = view_of(self, policy)
+        # Judge the resend by the option it will be sent with.
+        facts: Any = self
         if online_user_only is not None:
-            # Judge the resend by the option it will be sent with.
-            view = evolve(view, online_user_only=online_user_only)
-        decision = policy.decide(view, now)
+            facts = _Resent(self, online_user_only)
+        decision = policy.decide(facts, now)
         if not decision.allowed:
             raise ResendRefused(decision.desc, decision.code)
         _next_status(self.status, "ResendRequested")
@@ -415,6 +417,17 @@ class Message(Aggregate):
             )
             raise InvalidArgument(msg)
         return attempt
+
+
+class _Resent:
+    """A message's facts for the policy, with the resend's ``online_user_only``."""
+
+    def __init__(self, message: Message, online_user_only: bool) -> None:
+        self._message = message
+        self.online_user_only = online_user_only
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._message, name)
 
 
 def _next_status(source: MessageStatus | None, event_name: str) -> MessageStatus:

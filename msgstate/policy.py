@@ -11,7 +11,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID, uuid5
 
 from attrs import field, fields, frozen
@@ -21,10 +21,37 @@ from msgstate.errors import ErrorCode, InvalidArgument
 from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.status import MessageStatus
 
-if TYPE_CHECKING:
-    from msgstate.views import MessageView
+__all__ = ["Decision", "ResendFacts", "ResendPolicy", "jitter_unit"]
 
-__all__ = ["Decision", "ResendPolicy", "jitter_unit"]
+
+class ResendFacts(Protocol):
+    """What :meth:`ResendPolicy.decide` reads of a message.
+
+    A :class:`~msgstate.MessageView` has all of it; so does anything else with
+    these attributes (the ``Message`` aggregate decides on itself, so a resend
+    needs no view).
+    """
+
+    @property
+    def msg_id(self) -> str: ...
+    @property
+    def status(self) -> MessageStatus: ...
+    @property
+    def seq(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def last_error_code(self) -> int | None: ...
+    @property
+    def last_failed_at(self) -> datetime | None: ...
+    @property
+    def last_retry_after(self) -> float | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def online_user_only(self) -> bool: ...
+    @property
+    def stream_id(self) -> UUID | None: ...
 
 
 @frozen
@@ -249,8 +276,12 @@ class ResendPolicy:
             wait = max(wait, timedelta(seconds=retry_after))
         return failed_at + wait
 
-    def decide(self, view: MessageView, now: datetime) -> Decision:
-        """May ``view``'s message be resent at ``now``? Never raises, never writes."""
+    def decide(self, view: ResendFacts, now: datetime) -> Decision:
+        """May ``view``'s message be resent at ``now``? Never raises, never writes.
+
+        ``view`` is a :class:`~msgstate.MessageView`, or anything with the
+        attributes of :class:`ResendFacts`.
+        """
         status = view.status
         if status is MessageStatus.SEND_SUCC:
             return _refuse(

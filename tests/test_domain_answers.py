@@ -202,3 +202,34 @@ def test_views_of_a_keyed_store_carry_its_stream_id_and_backoff(
         assert keyed != view.last_failed_at + policy.delay(1, "m")
     finally:
         service.close()
+
+
+def test_the_aggregate_has_the_facts_the_policy_reads(
+    service: MessageService, clock: FakeClock
+) -> None:
+    """decide() on the Message aggregate answers as on its view, in every state
+    (the aggregate decides resends on itself, through ResendFacts)."""
+    policy = ResendPolicy(max_attempts=3, jitter=0.3, max_age=timedelta(seconds=90))
+    service.create("m1", sender="a", user_id="b", online_user_only=True)
+    seen = []
+    for step in [
+        lambda: None,
+        lambda: service.record_failure("m1", code=6012, retry_after=2.5),
+        lambda: clock.advance(5),
+        lambda: service.resend("m1"),
+        lambda: service.record_failure("m1", code=6017),
+        lambda: clock.advance(100),
+    ]:
+        step()
+        message = aggregate(service, "m1")
+        view = service.get("m1")
+        assert message.stream_id == view.stream_id == message.id
+        for now in (clock(), clock() + timedelta(seconds=1)):
+            decision = policy.decide(message, now)
+            assert policy.decide(view, now) == decision
+            seen.append(decision.code)
+    assert {
+        ErrorCode.SEND_IN_PROGRESS,
+        ErrorCode.OK,
+        ErrorCode.NOT_RETRYABLE,
+    } <= set(seen)
