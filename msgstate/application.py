@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from attrs import evolve
 from eventsourcing.application import (
@@ -31,8 +31,9 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, strtobool
 
 from msgstate import _validate as check
-from msgstate._elements import check_content
 from msgstate._schema import ensure_tables
+from msgstate.batch import Batch
+from msgstate.commands import Change, Commands, check_same_creation, creation
 from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
@@ -87,7 +88,6 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder
 
     from msgstate.archive import ArchiveReport, Progress, RestoreReport
-    from msgstate.batch import Batch
 
 __all__ = ["DATABASE_URL_ENV", "MessageService", "setup_schema"]
 
@@ -107,7 +107,6 @@ CONFLICT_RETRIES = 3
 """How many times a command that lost a race is reloaded and decided again."""
 
 Clock = Callable[[], datetime]
-Change = Callable[[Message], None]
 
 _EVENT_BASE_FIELDS = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic", "at"}
@@ -200,6 +199,7 @@ class MessageService(Application[UUID]):
             self._stream_ids = self._open_stream_ids(settings.get("CIPHER_KEY"))
             self._keys = self._open_key_store(forgettable, key_store)
         self._policy_query = PolicyQuery.of(self._policy)
+        self._commands = Commands(self._policy, self.now)
         self._catch_up_on_query = catch_up
         # Ids a batch reads before creating (see _learn); oldest dropped first.
         self._read_first: dict[str, None] = {}
@@ -331,7 +331,7 @@ class MessageService(Application[UUID]):
         Creating again with identical fields returns the existing message; with
         different fields raises :class:`DuplicateMessage`.
         """
-        msg_id, fields = _creation(
+        msg_id, fields = creation(
             msg_id,
             sender=sender,
             user_id=user_id,
@@ -368,7 +368,7 @@ class MessageService(Application[UUID]):
         changes nothing and returns the current view.
         """
         return self._update(
-            *self._failure(
+            *self._commands.failure(
                 msg_id, code=code, desc=desc, attempt=attempt, retry_after=retry_after
             )
         )
@@ -394,7 +394,7 @@ class MessageService(Application[UUID]):
         ``request_id`` is the claim's.
         """
         return self._update(
-            *self._resend(
+            *self._commands.resend(
                 msg_id,
                 request_id=request_id,
                 online_user_only=online_user_only,
@@ -416,7 +416,9 @@ class MessageService(Application[UUID]):
         still within its timeout is refused with :class:`SendNotOverdue`.
         ``actor`` (who expired it) is named in the failure's ``desc``.
         """
-        return self._update(*self._expiry(msg_id, attempt=attempt, actor=actor))
+        return self._update(
+            *self._commands.expiry(msg_id, attempt=attempt, actor=actor)
+        )
 
     def record_delivery(
         self,
@@ -432,7 +434,9 @@ class MessageService(Application[UUID]):
         :class:`DeliveryConflict`.
         """
         return self._update(
-            *self._delivery(msg_id, seq=seq, server_time=server_time, attempt=attempt)
+            *self._commands.delivery(
+                msg_id, seq=seq, server_time=server_time, attempt=attempt
+            )
         )
 
     def forget(self, msg_id: str, *, actor: str, reason: str) -> MessageView:
@@ -499,9 +503,7 @@ class MessageService(Application[UUID]):
         stale, or an id that exists after all, makes the save fail that way, and
         the rerun decides on the store (docs/storage.md, "Batches").
         """
-        from msgstate.batch import Batch  # the batch module builds on this one
-
-        return Batch(self)
+        return Batch(self, self._commands)
 
     def record_deliveries(
         self, items: Iterable[Mapping[str, Any]]
@@ -549,114 +551,6 @@ class MessageService(Application[UUID]):
                 continue
             break
         return outcomes
-
-    # -- what commands share with batches --
-
-    def _failure(
-        self,
-        msg_id: str,
-        *,
-        code: int,
-        desc: str = "",
-        attempt: int | None = None,
-        retry_after: float | None = None,
-    ) -> tuple[str, Change]:
-        msg_id = check.identifier("msg_id", msg_id)
-        code = check.error_code(code)
-        desc = check.text("desc", desc, max_chars=check.MAX_DESC_CHARS)
-        checked_attempt = check.attempt(attempt)
-        seconds = check.retry_after(retry_after)
-
-        def fail(message: Message) -> None:
-            message.record_failure(
-                code=code,
-                desc=desc,
-                attempt=checked_attempt,
-                retry_after=seconds,
-                at=self.now(),
-            )
-
-        return msg_id, fail
-
-    def _resend(
-        self,
-        msg_id: str,
-        *,
-        request_id: str | None = None,
-        online_user_only: bool | None = None,
-        actor: str | None = None,
-        expected_attempt: int | None = None,
-    ) -> tuple[str, Change]:
-        msg_id = check.identifier("msg_id", msg_id)
-        expected = check.attempt(expected_attempt, "expected_attempt")
-        request_id = (
-            uuid4().hex
-            if request_id is None
-            else check.identifier("request_id", request_id)
-        )
-        only_online = (
-            None
-            if online_user_only is None
-            else check.flag("online_user_only", online_user_only)
-        )
-        who = check.optional_identifier("actor", actor)
-
-        def resend(message: Message) -> None:
-            message.request_resend(
-                policy=self._policy,
-                now=self.now(),
-                request_id=request_id,
-                actor=who,
-                online_user_only=only_online,
-                expected_attempt=expected,
-            )
-
-        return msg_id, resend
-
-    def _expiry(
-        self, msg_id: str, *, attempt: int, actor: str | None = None
-    ) -> tuple[str, Change]:
-        msg_id = check.identifier("msg_id", msg_id)
-        if attempt is None:
-            raise InvalidArgument("expire_send needs attempt=, the send to expire")
-        checked_attempt = check.integer("attempt", attempt, 1, check.MAX_ATTEMPT)
-        who = check.optional_identifier("actor", actor)
-        timeout = self._policy.send_timeout
-
-        def expire(message: Message) -> None:
-            message.expire_send(
-                attempt=checked_attempt, send_timeout=timeout, actor=who, at=self.now()
-            )
-
-        return msg_id, expire
-
-    def _delivery(
-        self,
-        msg_id: str,
-        *,
-        seq: str,
-        server_time: datetime | None = None,
-        attempt: int | None = None,
-    ) -> tuple[str, Change]:
-        msg_id = check.identifier("msg_id", msg_id)
-        seq = check.text("seq", seq, max_chars=check.MAX_SEQ_CHARS, allow_empty=False)
-        when = (
-            None
-            if server_time is None
-            else check.aware_datetime("server_time", server_time)
-        )
-        checked_attempt = check.attempt(attempt)
-
-        def deliver(message: Message) -> None:
-            now = self.now()
-            message.record_delivery(
-                seq=seq,
-                server_time=now if when is None else when,
-                attempt=checked_attempt,
-                at=now,
-            )
-
-        return msg_id, deliver
 
     # -- queries --
 
@@ -1271,9 +1165,9 @@ class MessageService(Application[UUID]):
         )
 
     def _check_same(self, message: Message, fields: Mapping[str, Any]) -> None:
-        """As ``_check_same_creation``, comparing sealed fields once unsealed."""
+        """As ``check_same_creation``, comparing sealed fields once unsealed."""
         if message.sealed is None and message.forgotten_at is None:
-            _check_same_creation(message, fields)
+            check_same_creation(message, fields)
             return
         personal = self._personal(message.id, message.sealed)
         if personal is None:
@@ -1333,35 +1227,6 @@ class MessageService(Application[UUID]):
         if self._keys is not None:
             self._keys.close()
         super().close()
-
-
-def _creation(msg_id: object, **given: Any) -> tuple[str, dict[str, Any]]:
-    """Checked ``create`` arguments: the message id and the Created fields."""
-    fields: dict[str, Any] = {
-        "sender": check.identifier("sender", given["sender"]),
-        "user_id": check.optional_identifier("user_id", given["user_id"]),
-        "group_id": check.optional_identifier("group_id", given["group_id"]),
-        "elem_type": check.integer("elem_type", given["elem_type"], 0, 255),
-        "priority": check.integer("priority", given["priority"], 0, 3),
-        "online_user_only": check.flag("online_user_only", given["online_user_only"]),
-        "need_read_receipt": check.flag(
-            "need_read_receipt", given["need_read_receipt"]
-        ),
-        "cloud_custom_data": check.cloud_custom_data(given["cloud_custom_data"]),
-        "content": check.content_json(given["content"]),
-    }
-    check_content(fields["elem_type"], given["content"])
-    checked_id = check.identifier("msg_id", msg_id)
-    if fields["user_id"] is None and fields["group_id"] is None:
-        raise InvalidArgument("give user_id (C2C), group_id (group) or both")
-    return checked_id, fields
-
-
-def _check_same_creation(message: Message, fields: Mapping[str, Any]) -> None:
-    if not message.same_creation(**fields):
-        raise DuplicateMessage(
-            f"message {message.msg_id!r} exists with different fields"
-        )
 
 
 def _outcome(call: Callable[..., MessageView], item: Mapping[str, Any]) -> Any:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import IntegrityError
 
 from msgstate import _validate as check
-from msgstate.application import _creation
+from msgstate.commands import Change, Commands, create_args, creation
 from msgstate.domain import Message
 from msgstate.errors import (
     ConcurrencyConflict,
@@ -26,7 +26,7 @@ from msgstate.errors import (
 from msgstate.views import MessageView
 
 if TYPE_CHECKING:
-    from msgstate.application import Change, MessageService
+    from msgstate.application import MessageService
 
 __all__ = ["Batch"]
 
@@ -38,8 +38,12 @@ class Batch:
     the service's commands and return the same views.
     """
 
-    def __init__(self, service: MessageService) -> None:
+    def __init__(
+        self, service: MessageService, commands: Commands | None = None
+    ) -> None:
         self._service = service
+        # The service's own, or the same commands made from its public policy/clock.
+        self._commands = commands or Commands(service.policy, service.now)
         self._messages: dict[str, Message] = {}
         self._missing: set[str] = set()  # known not to exist (from prefetch)
         self._unverified: set[str] = set()  # created without a read
@@ -122,23 +126,7 @@ class Batch:
 
     def create(self, msg_id: str, **kwargs: Any) -> MessageView:
         """As :meth:`MessageService.create`, saved with the batch."""
-        given = {
-            "user_id": None,
-            "group_id": None,
-            "elem_type": 1,
-            "priority": 0,
-            "online_user_only": False,
-            "need_read_receipt": False,
-            "cloud_custom_data": "",
-            "content": None,
-            **kwargs,
-        }
-        if "sender" not in given or set(given) - _CREATE_ARGS:
-            raise InvalidArgument(
-                f"create takes sender and {sorted(_CREATE_ARGS - {'sender'})}, "
-                f"got {sorted(kwargs)}"
-            )
-        checked_id, fields = _creation(msg_id, **given)
+        checked_id, fields = creation(msg_id, **create_args(kwargs))
         self._check_open()
         message = self._known(checked_id)
         if message is None and checked_id not in self._missing:
@@ -160,17 +148,17 @@ class Batch:
 
     def record_failure(self, msg_id: str, **kwargs: Any) -> MessageView:
         """As :meth:`MessageService.record_failure`, saved with the batch."""
-        return self._apply(*self._service._failure(msg_id, **kwargs))
+        return self._apply(*self._commands.failure(msg_id, **kwargs))
 
     def resend(self, msg_id: str, **kwargs: Any) -> MessageView:
         """As :meth:`MessageService.resend`, saved with the batch."""
-        return self._apply(*self._service._resend(msg_id, **kwargs))
+        return self._apply(*self._commands.resend(msg_id, **kwargs))
 
     def expire_send(
         self, msg_id: str, *, attempt: int, actor: str | None = None
     ) -> MessageView:
         """As :meth:`MessageService.expire_send`, saved with the batch."""
-        return self._apply(*self._service._expiry(msg_id, attempt=attempt, actor=actor))
+        return self._apply(*self._commands.expiry(msg_id, attempt=attempt, actor=actor))
 
     def record_delivery(
         self,
@@ -182,7 +170,7 @@ class Batch:
     ) -> MessageView:
         """As :meth:`MessageService.record_delivery`, saved with the batch."""
         return self._apply(
-            *self._service._delivery(
+            *self._commands.delivery(
                 msg_id, seq=seq, server_time=server_time, attempt=attempt
             )
         )
@@ -219,18 +207,3 @@ class Batch:
             raise self._service._not_found(msg_id)
         change(message)  # refusals raise before any event is triggered
         return self._service._view(message)
-
-
-_CREATE_ARGS = frozenset(
-    {
-        "sender",
-        "user_id",
-        "group_id",
-        "elem_type",
-        "priority",
-        "online_user_only",
-        "need_read_receipt",
-        "cloud_custom_data",
-        "content",
-    }
-)

@@ -15,7 +15,7 @@ column is then encrypted with the store's own cipher.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -76,45 +76,11 @@ def _epoch(moment: datetime) -> float:
 
 def change_for(event: Any, notification_id: int) -> ViewChange | None:
     """The row change for one stored event (``None`` for events views ignore)."""
-    aid = event.originator_id
-    at = _epoch(event.at)
-    if isinstance(event, Message.Created):
-        columns: dict[str, Any] = {
-            "msg_id": event.msg_id,
-            "status": int(MessageStatus.SENDING),
-            "attempts": 1,
-            "last_error_code": None,
-            "failed_at": None,
-            "retry_after": None,
-            "jitter_u": None,
-            "created_at": at,
-            "online_user_only": int(event.online_user_only),
-            "updated_at": at,
-        }
-    elif isinstance(event, Message.SendFailed):
-        columns = {
-            "status": _SEND_FAIL,
-            "last_error_code": event.code,
-            "failed_at": at,
-            "retry_after": event.retry_after,
-            "jitter_u": jitter_unit(aid, event.attempt),
-            "updated_at": at,
-        }
-    elif isinstance(event, Message.ResendRequested):
-        columns = {
-            "status": int(MessageStatus.SENDING),
-            "attempts": event.attempt,
-            "online_user_only": int(event.online_user_only),
-            "updated_at": at,
-        }
-    elif isinstance(event, Message.Delivered):
-        columns = {"status": int(MessageStatus.SEND_SUCC), "updated_at": at}
-    elif isinstance(event, Message.Forgotten):
-        # Changes nothing a row holds; written (a no-op) so tracking moves past it.
-        columns = {"attempts": event.attempt}
-    else:
+    kind = next((k for cls, k in _EVENT_KINDS if isinstance(event, cls)), None)
+    if kind is None:
         return None
-    return ViewChange(notification_id, aid, columns)
+    aid = event.originator_id
+    return _change(kind, vars(event), _epoch(event.at), aid, notification_id)
 
 
 def _topic(cls: type) -> str:
@@ -122,16 +88,16 @@ def _topic(cls: type) -> str:
 
 
 _CREATED, _FAILED, _RESENT, _DELIVERED, _FORGOTTEN = range(5)
+_EVENT_KINDS: list[tuple[type, int]] = [
+    (Message.Created, _CREATED),  # CreatedSealed too (a subclass)
+    (Message.SendFailed, _FAILED),
+    (Message.ResendRequested, _RESENT),
+    (Message.Delivered, _DELIVERED),
+    (Message.Forgotten, _FORGOTTEN),
+]
 _KINDS: dict[str, tuple[int, type]] = {
     _topic(cls): (kind, cls)
-    for cls, kind in [
-        (Message.Created, _CREATED),
-        (Message.CreatedSealed, _CREATED),
-        (Message.SendFailed, _FAILED),
-        (Message.ResendRequested, _RESENT),
-        (Message.Delivered, _DELIVERED),
-        (Message.Forgotten, _FORGOTTEN),
-    ]
+    for cls, kind in [*_EVENT_KINDS, (Message.CreatedSealed, _CREATED)]
 }
 _SUCC = int(MessageStatus.SEND_SUCC)
 
@@ -170,7 +136,11 @@ def changes_for(
             if compressor is not None:
                 state = compressor.decompress(state)
             try:
-                change = _change(kind, _loads(state), n.originator_id, n.id)
+                data = _loads(state)
+                if "class_version" in data:
+                    raise ValueError("a versioned state: the mapper upcasts it")
+                at = _tagged_epoch(data["at"])
+                change = _change(kind, data, at, n.originator_id, n.id)
             except (KeyError, TypeError, ValueError):
                 change = None
         if change is None:
@@ -182,13 +152,14 @@ def changes_for(
     return changes
 
 
-def _change(kind: int, data: Any, aid: UUID, notification_id: int) -> ViewChange:
-    if "class_version" in data:
-        raise ValueError("a versioned state: the mapper upcasts it")
-    at = _tagged_epoch(data["at"])
+def _change(
+    kind: int, event: Mapping[str, Any], at: float, aid: UUID, notification_id: int
+) -> ViewChange:
+    """The row change of an event of ``kind`` with fields ``event`` (a domain
+    event's, or its stored state's: the same values) recorded at ``at``."""
     if kind == _CREATED:
         columns: dict[str, Any] = {
-            "msg_id": _str(data["msg_id"]),
+            "msg_id": event["msg_id"],
             "status": _SENDING,
             "attempts": 1,
             "last_error_code": None,
@@ -196,31 +167,30 @@ def _change(kind: int, data: Any, aid: UUID, notification_id: int) -> ViewChange
             "retry_after": None,
             "jitter_u": None,
             "created_at": at,
-            "online_user_only": int(_bool(data["online_user_only"])),
+            "online_user_only": int(event["online_user_only"]),
             "updated_at": at,
         }
     elif kind == _FAILED:
-        attempt = _int(data["attempt"])
-        retry_after = data["retry_after"]
         columns = {
             "status": _SEND_FAIL,
-            "last_error_code": _int(data["code"]),
+            "last_error_code": event["code"],
             "failed_at": at,
-            "retry_after": None if retry_after is None else _number(retry_after),
-            "jitter_u": jitter_unit(aid, attempt),
+            "retry_after": event["retry_after"],
+            "jitter_u": jitter_unit(aid, event["attempt"]),
             "updated_at": at,
         }
     elif kind == _RESENT:
         columns = {
             "status": _SENDING,
-            "attempts": _int(data["attempt"]),
-            "online_user_only": int(_bool(data["online_user_only"])),
+            "attempts": event["attempt"],
+            "online_user_only": int(event["online_user_only"]),
             "updated_at": at,
         }
     elif kind == _DELIVERED:
         columns = {"status": _SUCC, "updated_at": at}
     else:
-        columns = {"attempts": _int(data["attempt"])}
+        # Changes nothing a row holds; written (a no-op) so tracking moves past it.
+        columns = {"attempts": event["attempt"]}
     return ViewChange(notification_id, aid, columns)
 
 
@@ -229,30 +199,6 @@ def _tagged_epoch(value: Any) -> float:
     if value["_type_"] != "datetime_iso":
         raise ValueError(value)
     return datetime.fromisoformat(value["_data_"]).timestamp()
-
-
-def _int(value: Any) -> int:
-    if type(value) is not int:
-        raise TypeError(value)
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if type(value) is not bool:
-        raise TypeError(value)
-    return value
-
-
-def _str(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(value)
-    return value
-
-
-def _number(value: Any) -> float:
-    if type(value) is not float and type(value) is not int:
-        raise TypeError(value)
-    return value
 
 
 _loads: Callable[[bytes], Any]

@@ -195,16 +195,16 @@ SAMPLE: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     ),
     "read model's jitter key": (
         "msgstate/projections.py",
-        '"jitter_u": jitter_unit(aid, event.attempt),',
-        '"jitter_u": jitter_unit(aid, event.attempt + 1),',
+        '"jitter_u": jitter_unit(aid, event["attempt"]),',
+        '"jitter_u": jitter_unit(aid, event["attempt"] + 1),',
         (
             "tests/test_projections.py::test_each_message_is_due_at_its_own_next_retry_at[memory]",
         ),
     ),
     "read model ignores a resend's online_user_only": (
         "msgstate/projections.py",
-        '"attempts": event.attempt,\n            "online_user_only": int(event.online_user_only),',  # noqa: E501
-        '"attempts": event.attempt,',
+        '"attempts": event["attempt"],\n            "online_user_only": int(event["online_user_only"]),',  # noqa: E501
+        '"attempts": event["attempt"],',
         (
             "tests/test_projections.py::test_read_models_follow_a_resends_online_user_only",
         ),

@@ -143,9 +143,9 @@ def test_an_older_state_without_its_upcaster_fails_as_before(tmp_path: Path) -> 
         service.create("m1", sender="a", user_id="b")
         write(service, "m1", 2, {**V1_FAILURE, "timestamp": clock(), "at": clock()})
         stored = notifications(service)
-        with pytest.raises(AttributeError):
+        with pytest.raises(KeyError, match="retry_after"):
             slow(service, stored)
-        with pytest.raises(AttributeError):
+        with pytest.raises(KeyError, match="retry_after"):
             changes_for(stored, service.mapper)
 
 
