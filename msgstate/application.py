@@ -978,15 +978,16 @@ class MessageService(Application[UUID]):
                 while len(self._read_first) > READ_FIRST_SIZE:
                     del self._read_first[next(iter(self._read_first))]
 
-    def _refuse_archived(self, msg_id: str) -> None:
+    def _refuse_archived(self, msg_id: str, *, always: bool = False) -> None:
         """Raise :class:`MessageArchived` if ``msg_id`` (not in the store) was
-        archived; otherwise it is new, and batches need no longer read it first."""
-        if msg_id not in self._read_first:
+        archived; otherwise it is new, and batches need no longer read it first.
+        Asks the store only for ids a batch learnt to read first, or ``always``."""
+        if msg_id not in self._read_first and not always:
             return
         missing = self._not_found(msg_id)
         if isinstance(missing, MessageArchived):
             raise missing
-        del self._read_first[msg_id]
+        self._read_first.pop(msg_id, None)
 
     def _cached(self, msg_id: str) -> Message | None:
         """A copy of the cached ``msg_id`` as this process last saw it (no read)."""

@@ -47,6 +47,7 @@ class Batch:
         self._messages: dict[str, Message] = {}
         self._missing: set[str] = set()  # known not to exist (from prefetch)
         self._unverified: set[str] = set()  # created without a read
+        self._unread: set[str] = set()  # taken from the service's cache
         self._state = "new"
 
     def __enter__(self) -> Batch:
@@ -103,6 +104,7 @@ class Batch:
             cached = self._service._cached(checked)
             if cached is not None:  # as a command would take it: no read
                 self._messages[checked] = cached
+                self._unread.add(checked)
             else:
                 wanted.append(checked)
         if not wanted:
@@ -120,7 +122,7 @@ class Batch:
         message = self._find(checked)
         if message is None:
             raise self._service._not_found(checked)
-        return self._service._view(message)
+        return self._service._view(self._read(checked))
 
     # -- commands --
 
@@ -138,6 +140,11 @@ class Batch:
                 # Not read: assumed new. If it exists after all, the save
                 # fails, the batch learns it, and the caller reruns.
                 self._unverified.add(checked_id)
+        elif message is not None and checked_id in self._unread:
+            # Creating an existing message writes nothing: answer from the store.
+            message = self._fresh(checked_id)
+            if message is None:
+                self._service._refuse_archived(checked_id, always=True)
         if message is None:
             message = self._service._new_message(checked_id, fields)
             self._messages[checked_id] = message
@@ -190,6 +197,29 @@ class Batch:
             message = self._service._cached(msg_id)
             if message is not None:
                 self._messages[msg_id] = message
+                self._unread.add(msg_id)
+        return message
+
+    def _fresh(self, msg_id: str) -> Message | None:
+        """The message as the store holds it, if the batch took it from the cache
+        and has not changed it (a stale copy's answer must not stand when
+        nothing is written to check it); otherwise the batch's own."""
+        message = self._messages.get(msg_id)
+        if msg_id not in self._unread or message is None or message.pending_events:
+            return message
+        self._unread.discard(msg_id)
+        self._service._forget_cached(msg_id)  # read the store, not the cache
+        message = self._service._find(msg_id)
+        if message is None:
+            del self._messages[msg_id]
+        else:
+            self._messages[msg_id] = message
+        return message
+
+    def _read(self, msg_id: str) -> Message:
+        message = self._fresh(msg_id)
+        if message is None:
+            raise self._service._not_found(msg_id)
         return message
 
     def _find(self, msg_id: str) -> Message | None:
@@ -205,5 +235,19 @@ class Batch:
         message = self._find(msg_id)
         if message is None:
             raise self._service._not_found(msg_id)
-        change(message)  # refusals raise before any event is triggered
+        if msg_id not in self._unread or message.pending_events:
+            change(message)  # refusals raise before any event is triggered
+            return self._service._view(message)
+        # Decided on the cached copy: a change is checked when saved, but a
+        # refusal or a repeat writes nothing, so those are decided again on
+        # the store's message.
+        try:
+            change(message)
+        except MsgStateError:
+            message = self._read(msg_id)
+            change(message)
+            return self._service._view(message)
+        if not message.pending_events:
+            message = self._read(msg_id)
+            change(message)
         return self._service._view(message)

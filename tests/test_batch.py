@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from msgstate import (
     MessageService,
     MessageStatus,
     MsgStateError,
+    ResendPolicy,
     ResendRefused,
     StorageError,
 )
@@ -435,3 +437,87 @@ def test_ids_to_read_first_are_bounded(
     assert ["b", "c"] == list(service._read_first)
     service._learn(["d"])
     assert ["c", "d"] == list(service._read_first)
+
+
+# -- answers that write nothing are decided on the store, not a stale copy --
+
+
+def _two_services(make_service: ServiceFactory, **kwargs: Any) -> Any:
+    first = make_service(**kwargs)
+    other = make_service(**kwargs)
+    first.create("m1", sender="a", user_id="b")  # cached by first
+    return first, other
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_a_refusal_on_a_stale_copy_is_decided_again_on_the_store(
+    make_service: ServiceFactory,
+) -> None:
+    """first's copy is SENDING (resend refused); the store's has failed: allowed."""
+    first, other = _two_services(make_service)
+    other.record_failure("m1", code=TIMEOUT)
+    with first.batch() as batch:
+        resent = batch.resend("m1", request_id="r1")
+    assert (MessageStatus.SENDING, 2, 3) == (
+        resent.status,
+        resent.attempts,
+        resent.version,
+    )
+    assert resent == first.get("m1")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_a_repeat_on_a_stale_copy_answers_with_the_store(
+    make_service: ServiceFactory,
+) -> None:
+    """A command that changes nothing returns the stored message, not the copy."""
+    first, other = _two_services(make_service)
+    other.record_delivery("m1", seq="7")
+    with first.batch() as batch:
+        created = batch.create("m1", sender="a", user_id="b")
+        got = batch.get("m1")
+    assert (MessageStatus.SEND_SUCC, 2) == (created.status, created.version)
+    assert created == got == first.get("m1")
+    with first.batch() as batch:
+        again = batch.record_delivery("m1", seq="7")  # the copy is now fresh
+    assert created == again
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_a_stuck_send_is_expired_whatever_the_cache_holds(
+    make_service: ServiceFactory, clock: FakeClock
+) -> None:
+    """first's copy is at attempt 1; another process resent (attempt 2), which
+    then stayed SENDING: first can still expire attempt 2 (no refusal from the
+    copy, which knows no attempt 2)."""
+    policy = ResendPolicy(send_timeout=timedelta(seconds=30))
+    first, other = _two_services(make_service, policy=policy, clock=clock)
+    first.record_failure("m1", code=TIMEOUT)
+    other.resend("m1", request_id="r1")
+    clock.advance(60)
+    with first.batch() as batch:
+        expired = batch.expire_send("m1", attempt=2, actor="w1")
+        assert 1 == batch.pending
+    assert (MessageStatus.SEND_FAIL, 2, 4) == (
+        expired.status,
+        expired.attempts,
+        expired.version,
+    )
+
+
+def test_an_archived_message_still_cached_is_refused_as_archived(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Any
+) -> None:
+    """A create of a cached message archived since: MessageArchived."""
+    from msgstate import MessageArchived
+
+    service = make_service(clock=clock)
+    service.create("done", sender="a", user_id="b")
+    service.record_delivery("done", seq="1")
+    copy = service._cached("done")
+    service.create("newest", sender="a", user_id="b")  # the archive keeps it
+    clock.advance(60)
+    service.archive(before=clock(), to=tmp_path / "a.jsonl")
+    service.repository.cache.put(copy.id, copy)  # as a stale process would hold it
+    with pytest.raises(MessageArchived), service.batch() as batch:
+        batch.create("done", sender="a", user_id="b")
