@@ -947,14 +947,14 @@ class MessageService(Application[UUID]):
 
         eventsourcing leaves a fast-forwarding cache alone at save; the messages
         just saved are the newest this process knows, so the next command (or
-        batch) on them starts from memory. Only for messages the caller drops
-        after saving: the cache keeps these very objects.
+        batch) on them starts from memory. The cache gets copies: other threads
+        fast-forward cached messages in place, and the caller keeps its own.
         """
         self.save(*messages)
         cache = self.repository.cache
         if cache is not None:
             for message in messages:
-                cache.put(message.id, message)
+                cache.put(message.id, deepcopy(message))
 
     def _must_read(self, msg_id: str) -> bool:
         """Whether a batch must read ``msg_id`` before creating it (see _learn)."""

@@ -521,3 +521,20 @@ def test_an_archived_message_still_cached_is_refused_as_archived(
     service.repository.cache.put(copy.id, copy)  # as a stale process would hold it
     with pytest.raises(MessageArchived), service.batch() as batch:
         batch.create("done", sender="a", user_id="b")
+
+
+def test_the_cache_keeps_a_copy_of_what_was_saved(
+    service: MessageService, clock: FakeClock
+) -> None:
+    """A saved message's later changes (unsaved) don't reach the cache."""
+    with service.batch() as batch:
+        batch.create("m1", sender="a", user_id="b")
+    message = service._cached("m1")
+    assert message is not None
+    service._save_messages(message)  # nothing pending: saves nothing
+    message.record_failure(
+        code=TIMEOUT, desc="", attempt=None, retry_after=None, at=clock()
+    )
+    cached = service._cached("m1")
+    assert cached is not None
+    assert (1, MessageStatus.SENDING) == (cached.version, cached.status)
