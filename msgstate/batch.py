@@ -43,7 +43,9 @@ class Batch:
     ) -> None:
         self._service = service
         # The service's own, or the same commands made from its public policy/clock.
-        self._commands = commands or Commands(service.policy, service.now)
+        self._commands = (
+            Commands(service.policy, service.now) if commands is None else commands
+        )
         self._messages: dict[str, Message] = {}
         self._missing: set[str] = set()  # known not to exist (from prefetch)
         self._unverified: set[str] = set()  # created without a read

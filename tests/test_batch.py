@@ -538,3 +538,21 @@ def test_the_cache_keeps_a_copy_of_what_was_saved(
     cached = service._cached("m1")
     assert cached is not None
     assert (1, MessageStatus.SENDING) == (cached.version, cached.status)
+
+
+def test_a_batch_made_by_hand_uses_the_services_policy_and_clock(
+    clock: FakeClock,
+) -> None:
+    """Batch(service) decides as service.batch() does: the service's policy and
+    clock (a resend refused by max_attempts=1, times from the test clock)."""
+    service = MessageService.open(
+        "memory://", policy=ResendPolicy(max_attempts=1), clock=clock
+    )
+    service.create("m1", sender="a", user_id="b")
+    clock.advance(5)
+    with Batch(service) as batch:
+        failed = batch.record_failure("m1", code=TIMEOUT)
+        with pytest.raises(ResendRefused) as refused:
+            batch.resend("m1")
+    assert clock() == failed.last_failed_at
+    assert ErrorCode.ATTEMPTS_EXHAUSTED == refused.value.code
