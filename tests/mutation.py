@@ -120,6 +120,9 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive.py",
         "tests/test_archive_properties.py",
         "tests/test_cli_archive.py",
+        "tests/test_archive_answers.py",
+        "tests/test_archive_answers_pg.py",
+        "tests/test_archive_answers_sql.py",
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
@@ -219,6 +222,19 @@ SAMPLE: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     ),
 }
 
+
+_PGA_1 = (
+    "SQL keywords and unquoted identifiers are case-insensitive (PostgreSQL "
+    "folds unquoted names to lower case)"
+)
+_PGA_2 = (
+    "SQL and PL/pgSQL keywords and unquoted identifiers are case-insensitive "
+    "(PostgreSQL folds unquoted names to lower case)"
+)
+_PGA_3 = (
+    "reasons is built by a comprehension over records, so the two always have "
+    "the same length and a strict zip never raises"
+)
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
@@ -825,6 +841,106 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.whatif.x__replay__mutmut_64": "the same unreachable message",
     "msgstate.whatif.x__replay__mutmut_65": "the same unreachable message",
     "msgstate.whatif.x__replay__mutmut_66": "the same unreachable error",
+    "msgstate.archive.xǁ_PostgresStoreǁ__init____mutmut_3": (
+        "self.recorder is written but never read: every _PostgresStore method "
+        "uses self.datastore, self.events and the other names built in "
+        "__init__, and read_streams uses service.recorder"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_9": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_12": (
+        "the advisory-lock key only has to be the same in every process "
+        "running this code and nothing else in msgstate takes it, so any "
+        "constant string serialises concurrent creators of the archived table "
+        "the same way"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_13": (
+        "the advisory-lock key only has to be the same in every process "
+        "running this code and nothing else in msgstate takes it, so any "
+        "constant string serialises concurrent creators of the archived table "
+        "the same way"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_19": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_30": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_31": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_33": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_34": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_36": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_37": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_47": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_48": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_50": _PGA_2,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_51": (
+        "an unquoted language name is folded to lower case, so PLPGSQL names plpgsql"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_53": _PGA_2,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_54": (
+        "PL/pgSQL folds unquoted identifiers (NEW.ORIGINATOR_ID, ID) to lower "
+        "case and condition names (UNIQUE_VIOLATION) are case-insensitive"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_56": _PGA_2,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_69": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁensure__mutmut_71": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁarchived_file__mutmut_1": (
+        "commit=None is falsy like False: the transaction, which only reads, "
+        "is rolled back either way"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁarchived_file__mutmut_2": (
+        "committing instead of rolling back a transaction that only reads "
+        "(to_regclass and a SELECT) changes nothing in the store"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁarchived_file__mutmut_8": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁarchived_file__mutmut_23": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_lock__mutmut_5": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_lock__mutmut_14": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_rows__mutmut_8": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_rows__mutmut_9": (
+        "unquoted column names are folded to lower case, so the result "
+        "columns are still notification_id, originator_id, ... as the row "
+        "lookups expect"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁ_rows__mutmut_11": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_rows__mutmut_14": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_rows__mutmut_15": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_rows__mutmut_28": (
+        "the StoredEvent's originator_id is never read: _decide compares "
+        "events by _key (version, topic, state) and restore only checks "
+        "record.id in rows"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁ_marks__mutmut_8": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁ_marks__mutmut_16": (
+        "only a mark's archive_id (mark[0]) is read, by _decide and restore; "
+        "the file name users see comes from archived_file's own query"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_12": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_15": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_23": (
+        "the fallback applies only with no tracking row, and every record "
+        "that reaches that check is a finished message stored exactly as in "
+        "the file, so it has at least two events with distinct notification "
+        "ids >= 1, one of them > 1: 'not yet in the read models' whether "
+        "tracked is 0 or 1"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_47": (
+        "rows.get gives None instead of [] for a stream gone from the store, "
+        "and _decide tests not rows, which is true for both"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_49": (
+        "rows.get gives None instead of [] for a stream gone from the store, "
+        "and _decide tests not rows, which is true for both"
+    ),
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_54": _PGA_3,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_57": _PGA_3,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_58": _PGA_3,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_69": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_78": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_85": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_99": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁdelete__mutmut_108": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_44": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_53": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_54": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_56": _PGA_1,
+    "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_62": _PGA_1,
 }
 
 #: Passed to every pytest run mutmut makes (after the test selection).
