@@ -236,6 +236,11 @@ _PGA_3 = (
     "the same length and a strict zip never raises"
 )
 
+_SQLB_1 = (
+    "reasons is built from records one for one, so the lengths always match "
+    "and strict never raises"
+)
+
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
 _TOPIC = (
@@ -941,6 +946,108 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_54": _PGA_1,
     "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_56": _PGA_1,
     "msgstate.archive.xǁ_PostgresStoreǁrestore__mutmut_62": _PGA_1,
+    "msgstate.archive.xǁArchivingPOPORecorderǁ_assert_uniqueness__mutmut_7": (
+        "the next _assert_uniqueness in the MRO (POPOAggregateRecorder's) "
+        "ignores its keyword arguments (**_), and MessageService builds this "
+        "recorder directly"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁcandidates__mutmut_4": (
+        "a wider candidate list changes nothing: _finished re-checks every "
+        "candidate's loaded history (finished for these kinds, last change "
+        "before `before`, never earlier than the row's updated_at) and keeps "
+        "the sorted order"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁcandidates__mutmut_7": (
+        "a row at exactly the limit has its last event at `before` or later, "
+        "which _finished skips"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁcandidates__mutmut_9": (
+        "the extra candidates (every old row when only 'dead' is asked for) "
+        "are refused by _finished, whose is_finished answers False for a "
+        "delivered message unless 'delivered' is in kinds"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁcandidates__mutmut_16": (
+        "the extra candidates (old rows that are not dead, or dead rows when "
+        "only 'delivered' is asked for) are refused by _finished, which "
+        "decides from the loaded history with the same rules"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁdelete__mutmut_8": (
+        "tracked differs only when the read models have tracked nothing, and "
+        "then every record (a finished history: at least two events at "
+        "distinct notification ids, one of them >= 2) is 'not yet in the read "
+        "models' against 0 and against 1 alike"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁdelete__mutmut_28": (
+        "_decide reads only the mark's first element (the archive id), never the second"
+    ),
+    "msgstate.archive.xǁ_MemoryStoreǁdelete__mutmut_36": (
+        "a stream is 'archived' only when the read models have tracked all of "
+        "its events, so its Created event has written its row and the key is "
+        "always there to pop"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁ__init____mutmut_16": (
+        "eventsourcing's SQLite factory always names the snapshot table "
+        "'stored_' + 'snapshots', which is the name the fallback derives from "
+        "stored_events (msgstate's construct_env lets no environment variable "
+        "rename it)"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁ__init____mutmut_18": (
+        "the SQLite snapshot recorder always has events_table_name, so "
+        "getattr's default is never used"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁ__init____mutmut_21": (
+        "the SQLite snapshot recorder always has events_table_name, so "
+        "getattr's default is never used"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁ__init____mutmut_22": (
+        "eventsourcing's SQLite factory always names the snapshot table "
+        "stored_snapshots, the same name the fallback derives from "
+        "stored_events"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁ__init____mutmut_23": (
+        "eventsourcing's SQLite factory always names the snapshot table "
+        "stored_snapshots, the same name the fallback derives from "
+        "stored_events"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_5": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_6": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_8": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_9": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_12": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_13": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁensure__mutmut_15": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁarchived_file__mutmut_1": _READ_ONLY,
+    "msgstate.archive.xǁ_SQLiteStoreǁarchived_file__mutmut_2": _READ_ONLY,
+    "msgstate.archive.xǁ_SQLiteStoreǁarchived_file__mutmut_8": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁ_has_snapshots__mutmut_6": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁ_rows__mutmut_11": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁ_rows__mutmut_12": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁ_rows__mutmut_23": (
+        "these events are only compared by version, topic and state "
+        "(_Record.same_as via _key), and restore only asks whether an id has "
+        "rows, so their originator_id is never read"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁ_marks__mutmut_14": (
+        "_decide and restore read only a mark's archive id (and whether there "
+        "is a mark), never its file"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_9": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_10": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_16": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_17": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_48": (
+        "_decide returns on `not rows` before using them, and None is as falsy as []"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_50": (
+        "_decide returns on `not rows` before using them, and None is as falsy as []"
+    ),
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_55": _SQLB_1,
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_58": _SQLB_1,
+    "msgstate.archive.xǁ_SQLiteStoreǁdelete__mutmut_59": _SQLB_1,
+    "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_10": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_11": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_52": _SQL_CASE,
+    "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_54": _SQL_CASE,
 }
 
 #: Passed to every pytest run mutmut makes (after the test selection).

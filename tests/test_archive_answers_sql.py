@@ -146,9 +146,7 @@ def test_the_sqlite_guard_refuses_an_archived_stream_with_its_message(
     with pytest.raises(IntegrityError) as caught:
         service.recorder.insert_events([event(aid, 3, "t")])
 
-    assert "msgstate: this message was archived; restore it first" == str(
-        caught.value
-    )
+    assert "msgstate: this message was archived; restore it first" == str(caught.value)
 
 
 def test_a_memory_archive_deletes_messages_that_have_no_snapshot(
@@ -227,8 +225,7 @@ def test_an_archive_without_snapshots_leaves_only_unarchived_snapshots(
 
     with sqlite3.connect(tmp_path / "msgstate.db") as db:
         left = {
-            row[0]
-            for row in db.execute("SELECT originator_id FROM stored_snapshots")
+            row[0] for row in db.execute("SELECT originator_id FROM stored_snapshots")
         }
 
     assert {Message.create_id("retryable").hex} == left
