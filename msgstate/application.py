@@ -12,9 +12,8 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from copy import deepcopy
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from attrs import evolve
@@ -954,7 +953,7 @@ class MessageService(Application[UUID]):
         cache = self.repository.cache
         if cache is not None:
             for message in messages:
-                cache.put(message.id, deepcopy(message))
+                cache.put(message.id, message._copy())
 
     def _must_read(self, msg_id: str) -> bool:
         """Whether a batch must read ``msg_id`` before creating it (see _learn)."""
@@ -995,10 +994,10 @@ class MessageService(Application[UUID]):
         if cache is None:
             return None
         try:
-            message = cache.get(self._stream_ids(msg_id))
+            message: Message = cache.get(self._stream_ids(msg_id))  # type: ignore[assignment]
         except KeyError:
             return None
-        return cast("Message", deepcopy(message))
+        return message._copy()
 
     def _storage_errors(self) -> contextlib.AbstractContextManager[None]:
         return storage_errors(self._where, self._secret, encrypted=self._encrypted)

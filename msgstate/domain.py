@@ -121,6 +121,10 @@ class Message(Aggregate):
         eventsourcing copies cached aggregates before each command; the generic
         ``copy.deepcopy`` walk costs more than the command itself.
         """
+        return self._copy()
+
+    def _copy(self) -> Message:
+        """A copy sharing no mutable state with this message (see ``__deepcopy__``)."""
         clone = object.__new__(type(self))
         state = dict(self.__dict__)
         state["failure_codes"] = list(self.failure_codes)
