@@ -241,6 +241,12 @@ _SQLB_1 = (
     "and strict never raises"
 )
 
+_ARC_1 = (
+    "A record read back from a file is used only for its id and events (by "
+    "_verify, _still_finished and the stores' delete/restore); its msg_id is "
+    "never read."
+)
+
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
 _TOPIC = (
@@ -1048,6 +1054,33 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_11": _SQL_CASE,
     "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_52": _SQL_CASE,
     "msgstate.archive.xǁ_SQLiteStoreǁrestore__mutmut_54": _SQL_CASE,
+    "msgstate.archive.xǁ_Recordǁto_line__mutmut_21": (
+        "Codec names are looked up case-insensitively, so decode('ASCII') is "
+        "the same ascii codec and gives the same text."
+    ),
+    "msgstate.archive.xǁ_Recordǁto_line__mutmut_24": (
+        "json's encoder only tests ensure_ascii for truth, so None behaves "
+        "exactly like False."
+    ),
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_7": _ARC_1,
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_8": _ARC_1,
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_9": _ARC_1,
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_10": _ARC_1,
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_54": _ARC_1,
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_59": _ARC_1,
+    "msgstate.archive.xǁ_Recordǁfrom_line__mutmut_60": _ARC_1,
+    "msgstate.archive.x__write__mutmut_18": (
+        "Codec names are looked up case-insensitively, so encode('UTF-8') is "
+        "the same utf-8 codec and gives the same bytes."
+    ),
+    "msgstate.archive.x__read_manifest__mutmut_5": (
+        "Codec names are looked up case-insensitively, so "
+        "read_text(encoding='UTF-8') decodes exactly as 'utf-8'."
+    ),
+    "msgstate.archive.x__candidates_sql__mutmut_24": (
+        "SQL keywords are case-insensitive in SQLite and PostgreSQL, so ' or "
+        "' is the same OR."
+    ),
 }
 
 #: Passed to every pytest run mutmut makes (after the test selection).

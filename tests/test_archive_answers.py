@@ -135,6 +135,9 @@ def test_the_data_is_written_under_a_tmp_name_until_it_is_sealed(
     assert [(False, True)] == seen
 
 
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="names open files through /proc"
+)
 def test_archive_syncs_data_manifest_and_then_their_directory(
     service: MessageService,
     clock: FakeClock,
@@ -160,6 +163,38 @@ def test_archive_syncs_data_manifest_and_then_their_directory(
         str(folder / "a.jsonl.tmp"),
         str(folder / "a.jsonl.manifest.json.tmp"),
         str(folder),
+    ]
+    assert expected == synced
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="names open files through /proc"
+)
+def test_on_windows_archive_syncs_the_files_but_not_their_directory(
+    service: MessageService,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows cannot open a directory to sync it: only the two files are synced."""
+    make_messages(service, clock)
+    clock.advance(3600)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(sys, "platform", "win32")
+
+    service.archive(before=clock(), to=tmp_path / "a.jsonl")
+
+    folder = tmp_path.resolve()
+    expected = [
+        str(folder / "a.jsonl.tmp"),
+        str(folder / "a.jsonl.manifest.json.tmp"),
     ]
     assert expected == synced
 
