@@ -91,8 +91,11 @@ class Batch:
     def prefetch(self, msg_ids: Iterable[str]) -> None:
         """Load many messages at once (a few queries), before commands on them.
 
-        Optional: commands load what they need one message at a time. Invalid
-        ids are left for the commands to refuse.
+        Optional: commands load what they need one message at a time. Messages
+        in the service's cache are taken from it, as a command would take them;
+        the others are read with one query per 500 ids, and those found absent
+        are then created without a doubt (see ``create``). Invalid ids are left
+        for the commands to refuse.
         """
         self._check_open()
         wanted = []
