@@ -132,7 +132,12 @@ class Batch:
     # -- commands --
 
     def create(self, msg_id: str, **kwargs: Any) -> MessageView:
-        """As :meth:`MessageService.create`, saved with the batch."""
+        """As :meth:`MessageService.create`, saved with the batch.
+
+        An id neither cached nor prefetched is created without a read; if it
+        exists after all, leaving the block raises :class:`ConcurrencyConflict`
+        (nothing saved) and the rerun answers as :meth:`MessageService.create`.
+        """
         checked_id, fields = creation(msg_id, **create_args(kwargs))
         self._check_open()
         message = self._known(checked_id)
