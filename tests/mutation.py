@@ -123,6 +123,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive_answers.py",
         "tests/test_archive_answers_pg.py",
         "tests/test_archive_answers_sql.py",
+        "tests/test_archive_writing.py",
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
@@ -246,6 +247,7 @@ _ARC_1 = (
     "_verify, _still_finished and the stores' delete/restore); its msg_id is "
     "never read."
 )
+
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
@@ -1080,6 +1082,24 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.archive.x__candidates_sql__mutmut_24": (
         "SQL keywords are case-insensitive in SQLite and PostgreSQL, so ' or "
         "' is the same OR."
+    ),
+    "msgstate.archive.x__write__mutmut_87": (
+        "json.dump leaves ensure_ascii=True, so the manifest text is pure "
+        "ASCII and is written as the same bytes in the locale's "
+        "(ASCII-compatible) encoding as in UTF-8"
+    ),
+    "msgstate.archive.x__write__mutmut_90": (
+        "json.dump leaves ensure_ascii=True, so the manifest text is pure "
+        "ASCII and is written as the same bytes in the locale's "
+        "(ASCII-compatible) encoding as in UTF-8"
+    ),
+    "msgstate.archive.x__write__mutmut_94": (
+        "'UTF-8' and 'utf-8' name the same codec (Python normalises codec "
+        "names case-insensitively), so the manifest bytes are identical"
+    ),
+    "msgstate.archive.x__read_records__mutmut_6": (
+        "'UTF-8' and 'utf-8' name the same codec (Python normalises codec "
+        "names case-insensitively), so every line is decoded identically"
     ),
 }
 
