@@ -142,6 +142,19 @@ def memory_service(clock: FakeClock) -> Iterator[MessageService]:
 
 
 @pytest.fixture
+def archive_service(clock: FakeClock) -> Iterator[MessageService]:
+    """A memory store on the test's clock with the archive tests' policy
+    (``tests.test_archive.POLICY``), closed afterwards."""
+    from tests.test_archive import POLICY
+
+    service = MessageService.open("memory://", policy=POLICY, clock=clock)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+@pytest.fixture
 def make_service(
     backend: str, tmp_path: Path, clock: FakeClock
 ) -> Iterator[ServiceFactory]:

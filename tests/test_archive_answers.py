@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,8 @@ FINISHED = 6  # finished messages of make_messages (3 delivered, 3 dead)
 
 
 @pytest.fixture
-def service(clock: FakeClock) -> Iterator[MessageService]:
-    """A memory store on the test's clock, with the archive tests' policy."""
-    opened = MessageService.open("memory://", policy=POLICY, clock=clock)
-    try:
-        yield opened
-    finally:
-        opened.close()
+def service(archive_service: MessageService) -> MessageService:
+    return archive_service
 
 
 @pytest.fixture
@@ -135,9 +129,33 @@ def test_the_data_is_written_under_a_tmp_name_until_it_is_sealed(
     assert [(False, True)] == seen
 
 
-@pytest.mark.skipif(
+def synced_by_archive(
+    service: MessageService,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[str]:
+    """The paths ``os.fsync`` was called on (named through /proc) by one archive."""
+    make_messages(service, clock)
+    clock.advance(3600)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    service.archive(before=clock(), to=tmp_path / "a.jsonl")
+    return synced
+
+
+NEEDS_PROC = pytest.mark.skipif(
     not Path("/proc/self/fd").is_dir(), reason="names open files through /proc"
 )
+
+
+@NEEDS_PROC
 def test_archive_syncs_data_manifest_and_then_their_directory(
     service: MessageService,
     clock: FakeClock,
@@ -145,31 +163,16 @@ def test_archive_syncs_data_manifest_and_then_their_directory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The renames are made durable: the directory is synced after both files."""
-    make_messages(service, clock)
-    clock.advance(3600)
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def spy(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
-
-    service.archive(before=clock(), to=tmp_path / "a.jsonl")
-
     folder = tmp_path.resolve()
     expected = [
         str(folder / "a.jsonl.tmp"),
         str(folder / "a.jsonl.manifest.json.tmp"),
         str(folder),
     ]
-    assert expected == synced
+    assert expected == synced_by_archive(service, clock, tmp_path, monkeypatch)
 
 
-@pytest.mark.skipif(
-    not Path("/proc/self/fd").is_dir(), reason="names open files through /proc"
-)
+@NEEDS_PROC
 def test_on_windows_archive_syncs_the_files_but_not_their_directory(
     service: MessageService,
     clock: FakeClock,
@@ -177,26 +180,13 @@ def test_on_windows_archive_syncs_the_files_but_not_their_directory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Windows cannot open a directory to sync it: only the two files are synced."""
-    make_messages(service, clock)
-    clock.advance(3600)
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def spy(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
     monkeypatch.setattr(sys, "platform", "win32")
-
-    service.archive(before=clock(), to=tmp_path / "a.jsonl")
-
     folder = tmp_path.resolve()
     expected = [
         str(folder / "a.jsonl.tmp"),
         str(folder / "a.jsonl.manifest.json.tmp"),
     ]
-    assert expected == synced
+    assert expected == synced_by_archive(service, clock, tmp_path, monkeypatch)
 
 
 def test_archive_reports_writing_every_100_messages(

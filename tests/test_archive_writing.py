@@ -25,13 +25,8 @@ from tests.test_archive_answers import manifest_of
 
 
 @pytest.fixture
-def service(clock: FakeClock) -> Iterator[MessageService]:
-    """A memory store on the test's clock, with the archive tests' policy."""
-    opened = MessageService.open("memory://", policy=POLICY, clock=clock)
-    try:
-        yield opened
-    finally:
-        opened.close()
+def service(archive_service: MessageService) -> MessageService:
+    return archive_service
 
 
 @pytest.fixture
