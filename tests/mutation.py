@@ -124,6 +124,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive_answers_pg.py",
         "tests/test_archive_answers_sql.py",
         "tests/test_archive_writing.py",
+        "tests/test_archive_verify.py",
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
@@ -1100,6 +1101,22 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.archive.x__read_records__mutmut_6": (
         "'UTF-8' and 'utf-8' name the same codec (Python normalises codec "
         "names case-insensitively), so every line is decoded identically"
+    ),
+    "msgstate.archive.x__verify__mutmut_15": (
+        "reading the whole file in one read(None) call instead of 1 MiB "
+        "blocks feeds exactly the same bytes, in the same order, to the "
+        "SHA-256 and the size count, so the check and its outcome are "
+        "identical (only peak memory differs)"
+    ),
+    "msgstate.archive.x__verify__mutmut_17": (
+        "reading in 2 MiB blocks instead of 1 MiB blocks feeds exactly the "
+        "same bytes, in the same order, to the SHA-256 and the accumulated "
+        "size, so the check and its outcome are identical"
+    ),
+    "msgstate.archive.x__verify__mutmut_18": (
+        "reading in 2 MiB blocks (1 << 21) instead of 1 MiB blocks feeds "
+        "exactly the same bytes, in the same order, to the SHA-256 and the "
+        "accumulated size, so the check and its outcome are identical"
     ),
 }
 
