@@ -125,6 +125,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive_answers_sql.py",
         "tests/test_archive_writing.py",
         "tests/test_archive_verify.py",
+        "tests/test_archive_selection.py",
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
@@ -249,6 +250,13 @@ _ARC_1 = (
     "never read."
 )
 
+
+_ARF_1 = (
+    "a MessageService only opens with PERSISTENCE_MODULE set to "
+    "eventsourcing.popo/sqlite/postgres (its constructor's views_class_for or "
+    "eventsourcing's factory refuses anything else), so the default of "
+    "env.get is never used."
+)
 
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
@@ -1117,6 +1125,34 @@ EQUIVALENT: dict[str, str] = {
         "reading in 2 MiB blocks (1 << 21) instead of 1 MiB blocks feeds "
         "exactly the same bytes, in the same order, to the SHA-256 and the "
         "accumulated size, so the check and its outcome are identical"
+    ),
+    "msgstate.archive.x__paths__mutmut_7": (
+        "str(Path(x)) is never empty (Path('') is '.'), so `not str(path)` "
+        "and `not str(None)` are both always False and only is_dir() decides."
+    ),
+    "msgstate.archive.x__progress_or_none__mutmut_2": (
+        "archive and restore call the progress function only as a statement "
+        "and never use its return value, so returning 0 instead of None "
+        "changes nothing."
+    ),
+    "msgstate.archive.x__finished__mutmut_23": (
+        "every Message event class (Created, CreatedSealed, SendFailed, "
+        "ResendRequested, Delivered, Forgotten) declares `at`, so the getattr "
+        "default is never used and a None default gives the same value."
+    ),
+    "msgstate.archive.x__finished__mutmut_26": (
+        "every Message event class (Created, CreatedSealed, SendFailed, "
+        "ResendRequested, Delivered, Forgotten) declares `at`, so getattr "
+        "without a default returns the same value and never raises."
+    ),
+    "msgstate.archive.x__store_for__mutmut_3": _ARF_1,
+    "msgstate.archive.x__store_for__mutmut_5": _ARF_1,
+    "msgstate.archive.x__store_for__mutmut_8": _ARF_1,
+    "msgstate.archive.x__store_for__mutmut_21": (
+        "a MessageService only opens with PERSISTENCE_MODULE set to "
+        "eventsourcing.popo/sqlite/postgres (its constructor's "
+        "views_class_for or eventsourcing's factory refuses anything else), "
+        "so the final raise of _store_for is unreachable."
     ),
 }
 
