@@ -126,6 +126,8 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive_writing.py",
         "tests/test_archive_verify.py",
         "tests/test_archive_selection.py",
+        "tests/test_archive_run.py",
+        "tests/test_archive_run_2.py",
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
