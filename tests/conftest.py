@@ -155,6 +155,19 @@ def archive_service(clock: FakeClock) -> Iterator[MessageService]:
 
 
 @pytest.fixture
+def archived(archive_service: MessageService, clock: FakeClock, tmp_path: Path) -> Path:
+    """``tests.test_archive.make_messages`` in ``archive_service``, archived an hour
+    later to ``tmp_path / "a.jsonl"``; returns that path."""
+    from tests.test_archive import make_messages
+
+    make_messages(archive_service, clock)
+    clock.advance(3600)
+    path = tmp_path / "a.jsonl"
+    archive_service.archive(before=clock(), to=path)
+    return path
+
+
+@pytest.fixture
 def make_service(
     backend: str, tmp_path: Path, clock: FakeClock
 ) -> Iterator[ServiceFactory]:

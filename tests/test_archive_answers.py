@@ -36,16 +36,6 @@ def service(archive_service: MessageService) -> MessageService:
     return archive_service
 
 
-@pytest.fixture
-def archived(service: MessageService, clock: FakeClock, tmp_path: Path) -> Path:
-    """make_messages, archived to ``tmp_path / "a.jsonl"``; returns that path."""
-    make_messages(service, clock)
-    clock.advance(3600)
-    path = tmp_path / "a.jsonl"
-    service.archive(before=clock(), to=path)
-    return path
-
-
 def manifest_of(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 

@@ -21,16 +21,6 @@ def service(archive_service: MessageService) -> MessageService:
     return archive_service
 
 
-@pytest.fixture
-def archived(service: MessageService, clock: FakeClock, tmp_path: Path) -> Path:
-    """make_messages, archived to ``tmp_path / "a.jsonl"``; returns that path."""
-    make_messages(service, clock)
-    clock.advance(3600)
-    path = tmp_path / "a.jsonl"
-    service.archive(before=clock(), to=path)
-    return path
-
-
 def manifest(path: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(manifest_of(path).read_text(encoding="utf-8"))
     return loaded

@@ -20,7 +20,7 @@ from msgstate import (
     generate_cipher_key,
 )
 from tests.support import FakeClock
-from tests.test_archive import POLICY, make_messages, raw
+from tests.test_archive import POLICY, raw
 from tests.test_archive_answers import (
     FINISHED,
     edit_manifest,
@@ -33,16 +33,6 @@ from tests.test_archive_answers import (
 @pytest.fixture
 def service(archive_service: MessageService) -> MessageService:
     return archive_service
-
-
-@pytest.fixture
-def archived(service: MessageService, clock: FakeClock, tmp_path: Path) -> Path:
-    """make_messages, archived to ``tmp_path / "a.jsonl"``; returns that path."""
-    make_messages(service, clock)
-    clock.advance(3600)
-    path = tmp_path / "a.jsonl"
-    service.archive(before=clock(), to=path)
-    return path
 
 
 def manifest_field(path: Path, name: str) -> Any:
