@@ -72,7 +72,21 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/stateful",
     ),
     "whatif": ("tests/test_whatif.py",),
-    "batch": ("tests/test_batch.py", "tests/test_batch_answers.py"),
+    "batch": (
+        "tests/test_batch.py",
+        "tests/test_batch_answers.py",
+        "tests/test_batch_cache.py",
+        "tests/test_archive.py",
+    ),
+    "commands": (
+        "tests/test_commands.py",
+        "tests/test_service.py",
+        "tests/test_batch.py",
+        "tests/test_batch_answers.py",
+        "tests/test_validation.py",
+        "tests/test_expected_attempt.py",
+        "tests/test_domain_answers.py",
+    ),
     "worker": (
         "tests/test_worker.py",
         "tests/test_cli_worker.py",
@@ -548,7 +562,7 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.batch.xǁBatchǁ__exit____mutmut_1": _CLOSED,
     "msgstate.batch.xǁBatchǁ__exit____mutmut_2": _CLOSED,
     "msgstate.batch.xǁBatchǁ__exit____mutmut_3": _CLOSED,
-    "msgstate.batch.xǁBatchǁcreate__mutmut_48": (
+    "msgstate.batch.xǁBatchǁcreate__mutmut_35": (
         "the id stays in the 'known missing' set, but _find looks in the batch's "
         "own messages first, where create put it"
     ),
@@ -559,9 +573,27 @@ EQUIVALENT: dict[str, str] = {
         "stops prefetching at the first invalid id: the rest load one by one when "
         "commands need them, with the same answers (prefetch is only a speed-up)"
     ),
-    "msgstate.batch.xǁBatchǁprefetch__mutmut_16": (
-        "a missing id is not remembered: _find asks the store again and gets None "
-        "again (a speed-up only)"
+    "msgstate.commands.xǁCommandsǁdelivery__mutmut_12": (
+        "check.text reads allow_empty only as `not allow_empty`: None is as falsy "
+        "as False"
+    ),
+    "msgstate.batch.xǁBatchǁ__init____mutmut_4": (
+        "the service passes its own Commands, made from the same policy and clock "
+        "that Batch would build them from: the same checks and changes"
+    ),
+    "msgstate.batch.xǁBatchǁ_apply__mutmut_5": (
+        "a message the batch read from the store (or made) goes down the slower "
+        "path: its change is applied, and a refusal or a repeat is applied again "
+        "to the same message (_fresh returns it as it is), with the same answer"
+    ),
+    "msgstate.batch.xǁBatchǁ_apply__mutmut_14": (
+        "after a change that wrote, _fresh returns the batch's own message (it has "
+        "pending events) and the change is applied again: every command repeated "
+        "is a no-op, so the answer and the events are the same"
+    ),
+    "msgstate.batch.xǁBatchǁcreate__mutmut_17": (
+        "an id not taken from the cache enters the branch only when the batch "
+        "holds its message, and _fresh returns that message unchanged"
     ),
     "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_13": _UTF8,
     "msgstate.transports.xǁSimulatedTransportǁoutcome__mutmut_24": _BIG,
