@@ -241,3 +241,67 @@ def test_postgres_rows_are_the_same_copied_or_inserted(
             rows[backend] = sorted((str(r[0]), bytes(r[1]), *r[2:]) for r in found)
             assert 6 == len(rows[backend])
     assert rows["sqlite"] == rows["postgres"]
+
+
+@pytest.mark.parametrize("options", ["plain", "encrypted"])
+def test_fast_decoding_builds_no_domain_event_for_a_plain_state(
+    tmp_path: Path, options: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every state msgstate writes (plain, or encrypted and compressed) is decoded
+    without the mapper: that is what makes a rebuild fast."""
+    clock = FakeClock()
+    with opened(backend_url("sqlite", tmp_path), clock=clock, **OPTIONS[options]) as s:
+        run_commands(s, clock, initial_creates() * 2, "m")
+        s.record_failure("m1", code=6012, retry_after=2.5)
+        s.resend("m1", online_user_only=True)
+        s.record_delivery("m1", seq="1")
+        stored = notifications(s)
+        expected = slow(s, stored)
+
+        def no_events(notification: Any) -> Any:
+            raise AssertionError(f"built the domain event of {notification.topic}")
+
+        monkeypatch.setattr(s.mapper, "to_domain_event", no_events)
+        assert expected == changes_for(stored, s.mapper)
+
+
+def test_an_upcast_state_is_read_as_its_upcaster_makes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class with upcasters (class_version 2) is decoded by the mapper only, even
+    for a version-1 state that holds every field: its upcaster may change values."""
+    clock = FakeClock()
+    with opened(backend_url("sqlite", tmp_path), clock=clock) as service:
+        service.create("m1", sender="a", user_id="b")
+        state = {**V1_FAILURE, "retry_after": 1.0, "timestamp": clock(), "at": clock()}
+        write(service, "m1", 2, state)
+        monkeypatch.setattr(Message.SendFailed, "class_version", 2, raising=False)
+
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["code"] += 1000  # version 1 stored codes differently
+
+        monkeypatch.setattr(
+            Message.SendFailed,
+            "upcast_v1_v2",
+            staticmethod(upcast_v1_v2),
+            raising=False,
+        )
+        [_, failed] = changes_for(notifications(service), service.mapper)
+        assert 7012 == failed.columns["last_error_code"]
+
+
+def test_dead_letters_page_in_msg_id_order_in_an_encrypted_store(
+    tmp_path: Path,
+) -> None:
+    """Encrypted keys are sorted after decryption: pages of two visit every dead
+    message once, in msg_id order."""
+    with opened(backend_url("sqlite", tmp_path), cipher_key=KEY) as service:
+        for i in (3, 0, 4, 1, 2):
+            service.create(f"m{i}", sender="a", user_id="b")
+            service.record_failure(f"m{i}", code=6017)  # permanent: dead at once
+        pages, after = [], None
+        for _ in range(4):  # bounded: a wrong `after` could page forever
+            page = service.dead_letters(limit=2, after=after)
+            pages.append([d.msg_id for d in page])
+            after = page[-1].msg_id if page else after
+        assert [["m0", "m1"], ["m2", "m3"], ["m4"], []] == pages
