@@ -281,6 +281,11 @@ _CLASS_VERSION_MARK = (
     "direct reading does, so checking the state's own mark changes no answer"
 )
 
+_FALLS_BACK = (
+    "the text of a ValueError changes_for catches at once: it only sends the "
+    "state to the mapper, and is never shown"
+)
+
 #: mutmut mutant name -> why it is equivalent (left out of the score).
 _HELP = "changes only a metric's HELP text; no name, label or value changes"
 _TOPIC = (
@@ -581,6 +586,10 @@ EQUIVALENT: dict[str, str] = {
         "commands need them, with the same answers (prefetch is only a speed-up)"
     ),
     "msgstate.projections.x_changes_for__mutmut_28": _CLASS_VERSION_MARK,
+    "msgstate.projections.x_changes_for__mutmut_31": _FALLS_BACK,
+    "msgstate.projections.x_changes_for__mutmut_32": _FALLS_BACK,
+    "msgstate.projections.x_changes_for__mutmut_33": _FALLS_BACK,
+    "msgstate.projections.x__tagged_epoch__mutmut_6": _FALLS_BACK,
     "msgstate.projections.x_changes_for__mutmut_29": _CLASS_VERSION_MARK,
     "msgstate.commands.xǁCommandsǁdelivery__mutmut_12": (
         "check.text reads allow_empty only as `not allow_empty`: None is as falsy "
@@ -818,11 +827,11 @@ EQUIVALENT: dict[str, str] = {
         "never reached: the code lists given are never empty"
     ),
     _PROJ + "x__ints__mutmut_7": _SQL_CASE,
-    _PROJ + "x_change_for__mutmut_61": (
+    _PROJ + "x__change__mutmut_73": (
         "SQLite names ignore case, and the in-memory row's updated_at for "
         "SEND_SUCC is never read"
     ),
-    _PROJ + "x_change_for__mutmut_64": (
+    _PROJ + "x__change__mutmut_76": (
         "SQLite names ignore case, and the in-memory row's extra key is never read"
     ),
     _PROJ + "xǁMessageViewsǁdead_page__mutmut_8": _UTF8,
