@@ -16,6 +16,7 @@ from msgstate import (
 from msgstate.application import setup_schema
 from msgstate.storage import persistence_env
 from tests import pg
+from tests.support import opened
 
 
 def test_url_options_become_settings() -> None:
@@ -117,5 +118,10 @@ def test_subclass_uses_the_same_tables() -> None:
         pass
 
     url = pg.fresh_url()
-    MessageService.open(url).create("m1", sender="a", user_id="b")
-    assert "m1" == Audited.open(url).get("m1").msg_id
+    with opened(url) as service:
+        service.create("m1", sender="a", user_id="b")
+    audited = Audited.open(url)
+    try:
+        assert "m1" == audited.get("m1").msg_id
+    finally:
+        audited.close()  # not left to a garbage collection in a pool thread
