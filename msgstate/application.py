@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -202,6 +203,7 @@ class MessageService(Application[UUID]):
         self._catch_up_on_query = catch_up
         # Ids a batch reads before creating (see _learn); oldest dropped first.
         self._read_first: dict[str, None] = {}
+        self._read_first_lock = threading.Lock()  # services are shared by threads
 
     @classmethod
     def open(
@@ -973,9 +975,10 @@ class MessageService(Application[UUID]):
             if message is not None and cache is not None:
                 cache.put(message.id, message)
             elif message is None:
-                self._read_first[msg_id] = None
-                while len(self._read_first) > READ_FIRST_SIZE:
-                    del self._read_first[next(iter(self._read_first))]
+                with self._read_first_lock:
+                    self._read_first[msg_id] = None
+                    while len(self._read_first) > READ_FIRST_SIZE:
+                        del self._read_first[next(iter(self._read_first))]
 
     def _refuse_archived(self, msg_id: str, *, always: bool = False) -> None:
         """Raise :class:`MessageArchived` if ``msg_id`` (not in the store) was
@@ -986,7 +989,8 @@ class MessageService(Application[UUID]):
         missing = self._not_found(msg_id)
         if isinstance(missing, MessageArchived):
             raise missing
-        self._read_first.pop(msg_id, None)
+        with self._read_first_lock:
+            self._read_first.pop(msg_id, None)
 
     def _cached(self, msg_id: str) -> Message | None:
         """A copy of the cached ``msg_id`` as this process last saw it (no read)."""
