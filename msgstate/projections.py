@@ -25,6 +25,7 @@ from eventsourcing.persistence import Cipher, IntegrityError, Tracking, Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.utils import get_topic
 
 from msgstate.codes import RetryClass, catalog, ranges
 from msgstate.domain import Message
@@ -83,10 +84,6 @@ def change_for(event: Any, notification_id: int) -> ViewChange | None:
     return _change(kind, vars(event), _epoch(event.at), aid, notification_id)
 
 
-def _topic(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
 _CREATED, _FAILED, _RESENT, _DELIVERED, _FORGOTTEN = range(5)
 _EVENT_KINDS: list[tuple[type, int]] = [
     (Message.Created, _CREATED),  # CreatedSealed too (a subclass)
@@ -96,7 +93,7 @@ _EVENT_KINDS: list[tuple[type, int]] = [
     (Message.Forgotten, _FORGOTTEN),
 ]
 _KINDS: dict[str, tuple[int, type]] = {
-    _topic(cls): (kind, cls)
+    get_topic(cls): (kind, cls)
     for cls, kind in [*_EVENT_KINDS, (Message.CreatedSealed, _CREATED)]
 }
 _SUCC = int(MessageStatus.SEND_SUCC)
@@ -137,8 +134,6 @@ def changes_for(
                 state = compressor.decompress(state)
             try:
                 data = _loads(state)
-                if "class_version" in data:
-                    raise ValueError("a versioned state: the mapper upcasts it")
                 at = _tagged_epoch(data["at"])
                 change = _change(kind, data, at, n.originator_id, n.id)
             except (KeyError, TypeError, ValueError):

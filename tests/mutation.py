@@ -275,12 +275,6 @@ _ARF_1 = (
     "env.get is never used."
 )
 
-_CLASS_VERSION_MARK = (
-    "states of classes with upcasters already go to the mapper by the class check; "
-    "for a class without them the mapper ignores a stored class_version, as the "
-    "direct reading does, so checking the state's own mark changes no answer"
-)
-
 _FALLS_BACK = (
     "the text of a ValueError changes_for catches at once: it only sends the "
     "state to the mapper, and is never shown"
@@ -585,12 +579,7 @@ EQUIVALENT: dict[str, str] = {
         "stops prefetching at the first invalid id: the rest load one by one when "
         "commands need them, with the same answers (prefetch is only a speed-up)"
     ),
-    "msgstate.projections.x_changes_for__mutmut_28": _CLASS_VERSION_MARK,
-    "msgstate.projections.x_changes_for__mutmut_31": _FALLS_BACK,
-    "msgstate.projections.x_changes_for__mutmut_32": _FALLS_BACK,
-    "msgstate.projections.x_changes_for__mutmut_33": _FALLS_BACK,
     "msgstate.projections.x__tagged_epoch__mutmut_6": _FALLS_BACK,
-    "msgstate.projections.x_changes_for__mutmut_29": _CLASS_VERSION_MARK,
     "msgstate.commands.xǁCommandsǁdelivery__mutmut_12": (
         "check.text reads allow_empty only as `not allow_empty`: None is as falsy "
         "as False"
