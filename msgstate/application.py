@@ -972,13 +972,14 @@ class MessageService(Application[UUID]):
             found = self._load_many(msg_ids)
         cache = self.repository.cache
         for msg_id, message in found.items():
-            if message is not None and cache is not None:
-                cache.put(message.id, message)
-            elif message is None:
-                with self._read_first_lock:
-                    self._read_first[msg_id] = None
-                    while len(self._read_first) > READ_FIRST_SIZE:
-                        del self._read_first[next(iter(self._read_first))]
+            if message is not None:
+                if cache is not None:  # a batch reads anyway without a cache
+                    cache.put(message.id, message)
+                continue
+            with self._read_first_lock:
+                self._read_first[msg_id] = None
+                while len(self._read_first) > READ_FIRST_SIZE:
+                    del self._read_first[next(iter(self._read_first))]
 
     def _refuse_archived(self, msg_id: str, *, always: bool = False) -> None:
         """Raise :class:`MessageArchived` if ``msg_id`` (not in the store) was
