@@ -117,6 +117,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_postgres.py",
         "tests/test_service.py",
     ),
+    "_pg_views": ("tests/test_rebuild_decoding.py", "tests/test_projections.py"),
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
     "web/rates": ("tests/test_web_rates.py", "tests/test_web.py"),
@@ -146,6 +147,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "keys": ("tests/test_privacy.py", "tests/test_keys_answers.py"),
     "storage": (
+        "tests/test_rebuild_decoding.py",
         "tests/test_storage_answers.py",
         "tests/test_storage_options.py",
         "tests/test_urls.py",
@@ -580,6 +582,25 @@ EQUIVALENT: dict[str, str] = {
         "commands need them, with the same answers (prefetch is only a speed-up)"
     ),
     "msgstate.projections.x__tagged_epoch__mutmut_6": _FALLS_BACK,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_20": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_47": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_49": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_50": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_56": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_57": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_59": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_64": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_65": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_76": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_77": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_79": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_80": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_83": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_84": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_upsert__mutmut_22": (
+        "a group of exactly COPY_ROWS rows goes through INSERT instead of COPY: "
+        "both write the same rows (test_postgres_rows_are_the_same_copied_or_inserted)"
+    ),
     "msgstate.commands.xǁCommandsǁdelivery__mutmut_12": (
         "check.text reads allow_empty only as `not allow_empty`: None is as falsy "
         "as False"
