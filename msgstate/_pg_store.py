@@ -7,10 +7,16 @@ pool, whose reconnection attempts back off for up to five minutes, could take te
 of seconds to notice that the server is back. Here, through eventsourcing's
 extension points (a factory subclass and recorder subclasses, no fork):
 
-* every connection taken from the pool is checked first (``POSTGRES_PRE_PING``,
-  set by :mod:`msgstate.storage`), so connections broken by a restart are dropped,
-  not handed out; the first broken one found has the pool test all its idle
-  connections at once (``pool.check()``);
+* a connection taken from the pool after it sat idle for :data:`PING_AFTER_IDLE`
+  seconds or more is checked first (``POSTGRES_PRE_PING``, set by
+  :mod:`msgstate.storage`), so connections broken by a restart while the service
+  was quiet are dropped, not handed out; the first broken one found has the pool
+  test all its idle connections at once (``pool.check()``). A connection used
+  within that window is handed out unchecked, as HikariCP does
+  (``aliveBypassWindowMs``, 500 ms): a check is a round trip, which would cost a
+  busy service one more for every read and every save; a connection that broke
+  within the window fails its operation, which is then retried once, after the
+  pool has tested all its idle connections;
 * a failure to get a connection within ``connect_timeout`` is raised at once (no
   retries: the time was spent); a connection lost in the middle of an operation is
   retried once on a fresh one (a lost commit reply then surfaces as the
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -62,6 +69,9 @@ OTHER_WAIT = 0.2
 RECONNECT_WINDOW = 0.5
 """Seconds psycopg_pool keeps retrying a failed reconnection before it gives up."""
 
+PING_AFTER_IDLE = 0.5
+"""A pooled connection idle at least this many seconds is checked before use."""
+
 
 def _driver_error(error: BaseException) -> BaseException | None:
     """The psycopg error behind an eventsourcing one (or None)."""
@@ -87,7 +97,11 @@ def connection_lost(error: BaseException) -> bool:
 
 
 def call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``func(*args, **kwargs)`` with msgstate's retries (see the module text)."""
+    """``func(*args, **kwargs)`` with msgstate's retries (see the module text).
+
+    ``args[0]``, when there is one, is the recorder: before a lost connection is
+    retried, its pool tests every idle connection (:func:`_purge`).
+    """
     attempts = 0
     lost = 0
     while True:
@@ -100,11 +114,22 @@ def call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                 lost += 1
                 if lost > 1:
                     raise
+                if args:
+                    _purge(args[0])
                 continue
             attempts += 1
             if attempts >= OTHER_ATTEMPTS:
                 raise
             time.sleep(OTHER_WAIT * (1 + 0.1 * (random.random() - 0.5)))
+
+
+def _purge(recorder: Any) -> None:
+    """Have the recorder's pool test its idle connections (those used within
+    :data:`PING_AFTER_IDLE` would otherwise be handed out unchecked, and a restart
+    breaks them all at once)."""
+    pool = getattr(getattr(recorder, "datastore", None), "pool", None)
+    if pool is not None:
+        pool.check()
 
 
 def unwrapped(method: Any) -> Callable[..., Any]:
@@ -168,14 +193,43 @@ class PostgresStoreFactory(PostgresFactory):
             pool.kwargs["connect_timeout"] = max(1, round(timeout))
         if getattr(pool, "_check", None) is not None:
             # The pre-ping check, set by eventsourcing when POSTGRES_PRE_PING is
-            # on. psycopg_pool waits 1 s, 2 s, ... between failed checks in one
-            # request, so after a restart a pool of N broken connections would
-            # time out; the first broken one found now sends the rest away too.
-            pool._check = _purging_check(pool)
+            # on: now only for connections idle PING_AFTER_IDLE or more, which
+            # the pool's reset hook (run on every return) marks. psycopg_pool
+            # waits 1 s, 2 s, ... between failed checks in one request, so after
+            # a restart a pool of N broken connections would time out; the first
+            # broken one found now sends the rest away too.
+            returned: weakref.WeakKeyDictionary[Any, float] = (
+                weakref.WeakKeyDictionary()
+            )
+            pool._check = _purging_check(pool, returned)
+            pool._reset = _marking_reset(pool._reset, returned)
 
 
-def _purging_check(pool: Any) -> Callable[[Any], None]:
+def _marking_reset(
+    reset: Callable[[Any], None] | None, returned: weakref.WeakKeyDictionary[Any, float]
+) -> Callable[[Any], None]:
+    """The pool's reset hook (``reset``, if any), then the time of the return."""
+
+    def mark(connection: Any) -> None:
+        if reset is not None:
+            reset(connection)
+        returned[connection] = time.monotonic()
+
+    return mark
+
+
+def _purging_check(
+    pool: Any, returned: weakref.WeakKeyDictionary[Any, float] | None = None
+) -> Callable[[Any], None]:
+    """The check before a connection is handed out: none if it was returned less
+    than :data:`PING_AFTER_IDLE` ago (per ``returned``), else a ping; a failed
+    ping has the pool test every idle connection."""
+
     def check(connection: Any) -> None:
+        if returned is not None:
+            since = returned.get(connection)
+            if since is not None and time.monotonic() - since < PING_AFTER_IDLE:
+                return
         try:
             pool.check_connection(connection)
         except Exception:

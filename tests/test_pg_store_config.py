@@ -7,18 +7,21 @@ server stopped and killed, is tests/test_faults.py.)"""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from msgstate import MessageService
+from msgstate import _pg_store as store
 from msgstate._pg_store import (
     RECONNECT_WINDOW,
     PostgresStoreAggregateRecorder,
     PostgresStoreApplicationRecorder,
 )
 from tests import pg
+from tests.test_unavailable import lost
 
 
 def _pool(service: MessageService) -> Any:
@@ -66,6 +69,111 @@ def test_a_broken_connection_has_the_pool_test_every_idle_one(open_pg: Any) -> N
     with pytest.raises(ConnectionError):
         _purging_check(Pool())(object())
     assert ["one", "all"] == checked
+
+
+class Connection:
+    """A stand-in connection (weak-referenceable, hashable)."""
+
+
+class CountingPool:
+    def __init__(self, broken: bool = False) -> None:
+        self.broken = broken
+        self.calls: list[str] = []
+
+    def check_connection(self, connection: object) -> None:
+        self.calls.append("one")
+        if self.broken:
+            raise ConnectionError("broken")
+
+    def check(self) -> None:
+        self.calls.append("all")
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The monotonic clock _pg_store reads, set by the test."""
+    now = [1000.0]
+    monkeypatch.setattr(store.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_connection_back_within_the_window_is_handed_out_unchecked(
+    clock: list[float],
+) -> None:
+    pool = CountingPool()
+    returned: Any = weakref.WeakKeyDictionary()
+    check = store._purging_check(pool, returned)
+    mark = store._marking_reset(None, returned)
+    connection = Connection()
+    check(connection)  # never returned yet (a new connection): checked
+    assert ["one"] == pool.calls
+    mark(connection)
+    clock[0] += store.PING_AFTER_IDLE - 0.001
+    check(connection)
+    assert ["one"] == pool.calls
+    clock[0] += 0.001  # idle exactly the window: checked
+    check(connection)
+    assert ["one", "one"] == pool.calls
+
+
+def test_an_idle_connection_found_broken_has_the_pool_test_every_one(
+    clock: list[float],
+) -> None:
+    pool = CountingPool(broken=True)
+    returned: Any = weakref.WeakKeyDictionary()
+    connection = Connection()
+    store._marking_reset(None, returned)(connection)
+    clock[0] += 60
+    with pytest.raises(ConnectionError):
+        store._purging_check(pool, returned)(connection)
+    assert ["one", "all"] == pool.calls
+
+
+def test_the_marking_reset_keeps_a_reset_hook_already_set(clock: list[float]) -> None:
+    seen: list[object] = []
+    returned: Any = weakref.WeakKeyDictionary()
+    connection = Connection()
+    store._marking_reset(seen.append, returned)(connection)
+    assert [connection] == seen
+    assert {connection: 1000.0} == dict(returned)
+
+
+def test_the_pool_marks_returns_and_skips_the_ping_while_busy(open_pg: Any) -> None:
+    service = open_pg()
+    pool = _pool(service)
+    pings: list[object] = []
+    real = pool.check_connection
+
+    def counting(connection: Any) -> None:
+        pings.append(connection)
+        real(connection)
+
+    pool.check_connection = counting
+    service.create("busy", sender="u", user_id="v")  # a first ping, then none
+    first = len(pings)
+    for _ in range(5):
+        service.get("busy")
+    assert first == len(pings) <= 1
+
+
+def test_a_lost_connection_has_the_pool_test_its_idle_ones_before_the_retry() -> None:
+    pool = CountingPool()
+
+    class Recorder:
+        class datastore:  # noqa: N801 - the attribute eventsourcing names so
+            pass
+
+    Recorder.datastore.pool = pool  # type: ignore[attr-defined]
+    script = [lost()]
+
+    def op(recorder: object) -> str:
+        pool.calls.append("op")
+        if script:
+            raise script.pop()
+        return "ok"
+
+    assert "ok" == store.call(op, Recorder())
+    assert ["op", "all", "op"] == pool.calls
 
 
 def test_snapshots_and_the_log_go_through_msgstates_recorders(open_pg: Any) -> None:
