@@ -516,8 +516,16 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.web.auth.xǁTokensǁof__mutmut_7": (
         "secrets.token_bytes(None) makes 32 bytes, as token_bytes(32)"
     ),
-    "msgstate._pg_store.x_call__mutmut_24": (
+    "msgstate._pg_store.x_call__mutmut_26": (
         "1 - jitter instead of 1 + jitter: the jitter is symmetric around 0"
+    ),
+    "msgstate._pg_store.x_call__mutmut_25": (
+        "dividing by (1 + jitter) instead of multiplying: the same +-5 % band "
+        "around 0.2 s to within 0.0005 s; only a wait between retries changes"
+    ),
+    "msgstate._pg_store.xǁPostgresStoreFactoryǁ__init____mutmut_37": (
+        "the pool's own reset hook is None (eventsourcing sets none), so passing "
+        "None keeps it; _marking_reset's chaining is tested on its own"
     ),
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_9": _HELP,
     "msgstate.metrics.xǁMsgStateCollectorǁcollect__mutmut_10": _HELP,
