@@ -4,6 +4,10 @@ Delivery acknowledgements arrive in bursts; saving each in its own transaction
 costs a commit per event. A :class:`Batch` decides each command at once (so a
 refusal is raised where it happens, and later calls see earlier ones) and saves
 every accepted change with one ``save(*aggregates)`` when the block ends.
+
+Loading, the cache, new messages, saving and views are the service's
+:class:`~msgstate.repository.MessageRepository` (``service.messages``), the same
+unit of work its own commands use; the changes are :mod:`msgstate.commands`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from msgstate.views import MessageView
 
 if TYPE_CHECKING:
     from msgstate.application import MessageService
+    from msgstate.repository import MessageRepository
 
 __all__ = ["Batch"]
 
@@ -41,7 +46,7 @@ class Batch:
     def __init__(
         self, service: MessageService, commands: Commands | None = None
     ) -> None:
-        self._service = service
+        self._repository: MessageRepository = service.messages
         # The service's own, or the same commands made from its public policy/clock.
         self._commands = (
             Commands(service.policy, service.now) if commands is None else commands
@@ -72,12 +77,11 @@ class Batch:
         if not dirty:
             return
         try:
-            with self._service._storage_errors():
-                self._service._save_messages(*dirty)
+            self._repository.save(*dirty)
         except IntegrityError:
             for message in dirty:  # the next try reloads them from the store
-                self._service._forget_cached(message.msg_id)
-            self._service._learn(sorted(self._unverified))
+                self._repository.forget_cached(message.msg_id)
+            self._repository.learn(sorted(self._unverified))
             raise ConcurrencyConflict(
                 f"another writer changed one of this batch's {len(dirty)} messages; "
                 "nothing was saved, run the batch again"
@@ -106,7 +110,7 @@ class Batch:
                 continue
             if checked in self._messages or checked in self._missing:
                 continue
-            cached = self._service._cached(checked)
+            cached = self._repository.cached(checked)
             if cached is not None:  # as a command would take it: no read
                 self._messages[checked] = cached
                 self._unread.add(checked)
@@ -114,7 +118,7 @@ class Batch:
                 wanted.append(checked)
         if not wanted:
             return
-        for msg_id, message in self._service._load_many(wanted).items():
+        for msg_id, message in self._repository.load_many(wanted).items():
             if message is None:
                 self._missing.add(msg_id)
             else:
@@ -126,8 +130,8 @@ class Batch:
         self._check_open()
         message = self._find(checked)
         if message is None:
-            raise self._service._not_found(checked)
-        return self._service._view(self._read(checked))
+            raise self._repository.not_found(checked)
+        return self._repository.view(self._read(checked))
 
     # -- commands --
 
@@ -142,10 +146,10 @@ class Batch:
         self._check_open()
         message = self._known(checked_id)
         if message is None and checked_id not in self._missing:
-            if self._service._must_read(checked_id):
+            if self._repository.must_read(checked_id):
                 message = self._find(checked_id)
                 if message is None:
-                    self._service._refuse_archived(checked_id)
+                    self._repository.refuse_archived(checked_id)
             else:
                 # Not read: assumed new. If it exists after all, the save
                 # fails, the batch learns it, and the caller reruns.
@@ -154,14 +158,14 @@ class Batch:
             # Creating an existing message writes nothing: answer from the store.
             message = self._fresh(checked_id)
             if message is None:
-                self._service._refuse_archived(checked_id, always=True)
+                self._repository.refuse_archived(checked_id, always=True)
         if message is None:
-            message = self._service._new_message(checked_id, fields)
+            message = self._repository.new(checked_id, fields)
             self._messages[checked_id] = message
             self._missing.discard(checked_id)
         else:
-            self._service._check_same(message, fields)
-        return self._service._view(message)
+            self._repository.check_same(message, fields)
+        return self._repository.view(message)
 
     def record_failure(self, msg_id: str, **kwargs: Any) -> MessageView:
         """As :meth:`MessageService.record_failure`, saved with the batch."""
@@ -204,7 +208,7 @@ class Batch:
         if message is None:
             # A cached message needs no read: if another writer changed it since,
             # the save at the end fails its version check and nothing is saved.
-            message = self._service._cached(msg_id)
+            message = self._repository.cached(msg_id)
             if message is not None:
                 self._messages[msg_id] = message
                 self._unread.add(msg_id)
@@ -218,8 +222,8 @@ class Batch:
         if msg_id not in self._unread or message is None or message.pending_events:
             return message
         self._unread.discard(msg_id)
-        self._service._forget_cached(msg_id)  # read the store, not the cache
-        message = self._service._find(msg_id)
+        self._repository.forget_cached(msg_id)  # read the store, not the cache
+        message = self._repository.find(msg_id)
         if message is None:
             del self._messages[msg_id]
         else:
@@ -229,13 +233,13 @@ class Batch:
     def _read(self, msg_id: str) -> Message:
         message = self._fresh(msg_id)
         if message is None:
-            raise self._service._not_found(msg_id)
+            raise self._repository.not_found(msg_id)
         return message
 
     def _find(self, msg_id: str) -> Message | None:
         message = self._known(msg_id)
         if message is None and msg_id not in self._missing:
-            message = self._service._find(msg_id)
+            message = self._repository.find(msg_id)
             if message is not None:
                 self._messages[msg_id] = message
         return message
@@ -244,10 +248,10 @@ class Batch:
         self._check_open()
         message = self._find(msg_id)
         if message is None:
-            raise self._service._not_found(msg_id)
+            raise self._repository.not_found(msg_id)
         if msg_id not in self._unread or message.pending_events:
             change(message)  # refusals raise before any event is triggered
-            return self._service._view(message)
+            return self._repository.view(message)
         # Decided on the cached copy: a change is checked when saved, but a
         # refusal or a repeat writes nothing, so those are decided again on
         # the store's message.
@@ -256,8 +260,8 @@ class Batch:
         except MsgStateError:
             message = self._read(msg_id)
             change(message)
-            return self._service._view(message)
+            return self._repository.view(message)
         if not message.pending_events:
             message = self._read(msg_id)
             change(message)
-        return self._service._view(message)
+        return self._repository.view(message)
