@@ -79,6 +79,26 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_batch_cache.py",
         "tests/test_archive.py",
     ),
+    "repository": (
+        "tests/test_unit_of_work.py",
+        "tests/test_batch.py",
+        "tests/test_batch_answers.py",
+        "tests/test_batch_cache.py",
+        "tests/test_service.py",
+        "tests/test_privacy.py",
+        "tests/test_archive.py",
+    ),
+    "history": (
+        "tests/test_service.py",
+        "tests/test_privacy.py",
+        "tests/test_evolution.py",
+        "tests/test_unit_of_work.py",
+    ),
+    "readmodels": (
+        "tests/test_projections.py",
+        "tests/test_projections_answers.py",
+        "tests/test_unit_of_work.py",
+    ),
     "commands": (
         "tests/test_commands.py",
         "tests/test_service.py",
