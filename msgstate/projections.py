@@ -41,6 +41,7 @@ __all__ = [
     "ViewChange",
     "change_for",
     "changes_for",
+    "rebuild",
 ]
 
 APPLICATION_NAME = "msgstate"
@@ -116,12 +117,7 @@ def changes_for(
     already, as :meth:`MessageViews.prepare` would make it.
     """
     cipher, compressor = mapper.cipher, mapper.compressor
-    # Events with upcasters (class_version > 1) are decoded by the mapper only.
-    kinds = {
-        topic: kind
-        for topic, (kind, cls) in _KINDS.items()
-        if getattr(cls, "class_version", 1) == 1
-    }
+    kinds = plain_kinds()
     changes: list[ViewChange] = []
     for n in notifications:
         kind = kinds.get(n.topic)
@@ -145,6 +141,24 @@ def changes_for(
                 change.columns["msg_key"] = encode_key(change.columns.pop("msg_id"))
             changes.append(change)
     return changes
+
+
+def plain_kinds() -> dict[str, int]:
+    """The kind of each topic whose stored states are read as plain JSON: events
+    without upcasters (``class_version`` 1). The mapper decodes the others."""
+    return {
+        topic: kind
+        for topic, (kind, cls) in _KINDS.items()
+        if getattr(cls, "class_version", 1) == 1
+    }
+
+
+def rebuild(views: MessageViews, recorder: Any, mapper: Any) -> int | None:
+    """Rebuild every row inside the views' own database, if it can
+    (:meth:`MessageViews.rebuild`): how many message events were applied, or
+    ``None`` when it can't give the rows the catch-up would, and the caller
+    clears the views and catches up instead."""
+    return views.rebuild(recorder, mapper, APPLICATION_NAME)
 
 
 def _change(
@@ -447,6 +461,17 @@ class MessageViews(TrackingRecorder, ABC):
     @abstractmethod
     def clear(self, application_name: str) -> None:
         """Delete every row and the tracking position (before a rebuild)."""
+
+    def rebuild(self, recorder: Any, mapper: Any, application_name: str) -> int | None:
+        """Rebuild every row from ``recorder``'s events in one transaction inside
+        the store, and track the last notification: how many message events were
+        applied, as :meth:`clear` then catching up would return.
+
+        ``None`` (here: always) when the store has no such rebuild, or when it
+        can't give exactly the rows the catch-up would; nothing is changed then,
+        and the caller clears and catches up instead.
+        """
+        return None
 
     def dead_page(
         self, query: PolicyQuery, now: float, limit: int, after: str | None

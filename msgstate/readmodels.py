@@ -24,6 +24,7 @@ from msgstate.projections import (
     PolicyQuery,
     apply_or_skip,
     changes_for,
+    rebuild,
 )
 from msgstate.repository import MessageRepository
 from msgstate.status import MessageStatus
@@ -177,8 +178,14 @@ class ReadModels:
                     return applied
 
     def rebuild(self) -> int:
-        """See :meth:`MessageService.rebuild_projections`: clear, then catch up."""
+        """See :meth:`MessageService.rebuild_projections`: inside the database
+        where it can (:func:`msgstate.projections.rebuild`), else clear, then
+        catch up."""
+        service = self._service
         with self._messages.storage_errors():
+            applied = rebuild(self._views, service.recorder, service.mapper)
+            if applied is not None:
+                return applied
             self._views.clear(APPLICATION_NAME)
         return self.catch_up(batch=REBUILD_BATCH)
 
