@@ -223,13 +223,7 @@ class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
         if row["encoding"] != "UTF8" or (last or 0) > _EXACT_IDS:
             raise _Unreadable  # text in other encodings; ids float8 can't hold
         if last is None:  # no events: as clear() leaves the views
-            curs.execute(SQL("DELETE FROM {0}").format(self.qualified))
-            curs.execute(
-                SQL("DELETE FROM {0} WHERE application_name = %s").format(
-                    self.qualified_tracking
-                ),
-                (application_name,),
-            )
+            self._clear(curs, application_name)
             return 0
         applied = self._count(curs, events, last, kinds)
         try:
@@ -329,13 +323,16 @@ class PostgresMessageViews(PostgresTrackingRecorder, SQLMessageViews):
 
     def clear(self, application_name: str) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("DELETE FROM {0}").format(self.qualified))
-            curs.execute(
-                SQL("DELETE FROM {0} WHERE application_name = %s").format(
-                    self.qualified_tracking
-                ),
-                (application_name,),
-            )
+            self._clear(curs, application_name)
+
+    def _clear(self, curs: Any, application_name: str) -> None:
+        curs.execute(SQL("DELETE FROM {0}").format(self.qualified))
+        curs.execute(
+            SQL("DELETE FROM {0} WHERE application_name = %s").format(
+                self.qualified_tracking
+            ),
+            (application_name,),
+        )
 
 
 class _Unreadable(Exception):

@@ -25,8 +25,6 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
-    Recorder,
-    StoredEvent,
     Transcoder,
 )
 from eventsourcing.utils import Environment, strtobool
@@ -64,7 +62,6 @@ from msgstate.repository import MessageRepository
 from msgstate.status import MessageStatus
 from msgstate.storage import (
     DATABASE_URL_ENV,
-    select_streams,
     service_env,
     storage_errors,
     store_name,
@@ -185,7 +182,6 @@ class MessageService(Application[UUID]):
             policy=self._policy,
             storage_errors=self._storage_errors,
             read_first_size=READ_FIRST_SIZE,
-            select=_select_streams,
         )
         self._history = History(self, self._messages, page=CATCH_UP_BATCH)
         self._read_models = ReadModels(
@@ -809,41 +805,6 @@ class MessageService(Application[UUID]):
             "the command was not applied, try again"
         )
 
-    # -- aliases of MessageRepository methods, kept for tests that use them --
-
-    def _cached(self, msg_id: str) -> Message | None:
-        return self._messages.cached(msg_id)
-
-    def _save_messages(self, *messages: Message) -> None:
-        self._messages.save(*messages)
-
-    def _learn(self, msg_ids: Sequence[str]) -> None:
-        self._messages.learn(msg_ids)
-
-    @property
-    def _read_first(self) -> tuple[str, ...]:
-        return self._messages.read_first
-
-    # Tests replace these on a service to watch (or forbid) reads; the
-    # replacement goes to the repository, where batches and learn read.
-    @property
-    def _find(self) -> Callable[[str], Message | None]:
-        return self._messages.find
-
-    @_find.setter
-    def _find(self, read: Callable[[str], Message | None]) -> None:
-        setattr(self._messages, "find", read)  # noqa: B010
-
-    @property
-    def _load_many(self) -> Callable[[Sequence[str]], dict[str, Message | None]]:
-        return self._messages.load_many
-
-    @_load_many.setter
-    def _load_many(
-        self, read: Callable[[Sequence[str]], dict[str, Message | None]]
-    ) -> None:
-        setattr(self._messages, "load_many", read)  # noqa: B010
-
     # -- privacy (keyed stream ids, sealed personal fields) --
 
     def _open_stream_ids(self, cipher_key: str | None) -> StreamIds:
@@ -902,11 +863,3 @@ def _outcome(call: Callable[..., MessageView], item: Mapping[str, Any]) -> Any:
         return error
     except TypeError as error:  # a missing or unknown argument name
         return InvalidArgument(str(error))
-
-
-def _select_streams(
-    recorder: Recorder, ids: Sequence[UUID]
-) -> dict[UUID, list[StoredEvent]] | None:
-    """:func:`msgstate.storage.select_streams`, looked up here at each call (a
-    test counts the queries by replacing ``msgstate.application.select_streams``)."""
-    return select_streams(recorder, ids)

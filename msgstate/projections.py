@@ -41,7 +41,6 @@ __all__ = [
     "ViewChange",
     "change_for",
     "changes_for",
-    "rebuild",
 ]
 
 APPLICATION_NAME = "msgstate"
@@ -151,14 +150,6 @@ def plain_kinds() -> dict[str, int]:
         for topic, (kind, cls) in _KINDS.items()
         if getattr(cls, "class_version", 1) == 1
     }
-
-
-def rebuild(views: MessageViews, recorder: Any, mapper: Any) -> int | None:
-    """Rebuild every row inside the views' own database, if it can
-    (:meth:`MessageViews.rebuild`): how many message events were applied, or
-    ``None`` when it can't give the rows the catch-up would, and the caller
-    clears the views and catches up instead."""
-    return views.rebuild(recorder, mapper, APPLICATION_NAME)
 
 
 def _change(

@@ -24,7 +24,6 @@ from msgstate.projections import (
     PolicyQuery,
     apply_or_skip,
     changes_for,
-    rebuild,
 )
 from msgstate.repository import MessageRepository
 from msgstate.status import MessageStatus
@@ -179,11 +178,13 @@ class ReadModels:
 
     def rebuild(self) -> int:
         """See :meth:`MessageService.rebuild_projections`: inside the database
-        where it can (:func:`msgstate.projections.rebuild`), else clear, then
-        catch up."""
+        where it can (:meth:`MessageViews.rebuild
+        <msgstate.projections.MessageViews.rebuild>`), else clear, then catch up."""
         service = self._service
         with self._messages.storage_errors():
-            applied = rebuild(self._views, service.recorder, service.mapper)
+            applied = self._views.rebuild(
+                service.recorder, service.mapper, APPLICATION_NAME
+            )
             if applied is not None:
                 return applied
             self._views.clear(APPLICATION_NAME)

@@ -24,7 +24,6 @@ from uuid import UUID
 
 from attrs import evolve
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import Recorder, StoredEvent
 
 from msgstate.commands import check_same_creation
 from msgstate.domain import Message
@@ -54,11 +53,6 @@ READ_FIRST_SIZE = 10_000
 StorageErrors = Callable[[], contextlib.AbstractContextManager[None]]
 """Makes the context that turns a store's own errors into ``StorageError``."""
 
-SelectStreams = Callable[
-    [Recorder, Sequence[UUID]], dict[UUID, list[StoredEvent]] | None
-]
-"""Reads many streams at once (:func:`msgstate.storage.select_streams`)."""
-
 
 def project(message: Message | None, events: Iterable[Any]) -> Message | None:
     """eventsourcing's projector, minus its per-event runtime protocol check."""
@@ -83,7 +77,6 @@ class MessageRepository:
         policy: ResendPolicy,
         storage_errors: StorageErrors,
         read_first_size: int = READ_FIRST_SIZE,
-        select: SelectStreams = select_streams,
     ) -> None:
         self._service = service
         self._stream_ids = stream_ids
@@ -91,7 +84,6 @@ class MessageRepository:
         self._policy = policy
         self._storage_errors = storage_errors
         self._read_first_size = read_first_size
-        self._select = select
         # Ids a batch reads before creating (see learn); oldest dropped first.
         self._read_first: dict[str, None] = {}
         self._read_first_lock = threading.Lock()  # services are shared by threads
@@ -120,23 +112,22 @@ class MessageRepository:
     def find(self, msg_id: str) -> Message | None:
         """The message (the cache fast-forwarded, else the store), or ``None``."""
         try:
-            with self._storage_errors():
-                message: Message = self._service.repository.get(
-                    self._stream_ids(msg_id), projector_func=project
-                )
+            return self._get(msg_id)
         except AggregateNotFoundError:
             return None
-        return message
 
     def load(self, msg_id: str) -> Message:
         """As :meth:`find`; an absent id raises :meth:`not_found`'s error."""
         try:
-            with self._storage_errors():
-                message: Message = self._service.repository.get(
-                    self._stream_ids(msg_id), projector_func=project
-                )
+            return self._get(msg_id)
         except AggregateNotFoundError:
             raise self.not_found(msg_id) from None
+
+    def _get(self, msg_id: str) -> Message:
+        with self._storage_errors():
+            message: Message = self._service.repository.get(
+                self._stream_ids(msg_id), projector_func=project
+            )
         return message
 
     def load_many(self, msg_ids: Sequence[str]) -> dict[str, Message | None]:
@@ -153,7 +144,9 @@ class MessageRepository:
         """
         service = self._service
         with self._storage_errors():
-            streams = None if service.snapshots else self._select(service.recorder, ids)
+            streams = (
+                None if service.snapshots else select_streams(service.recorder, ids)
+            )
             found: dict[UUID, Message] = {}
             if streams is not None:
                 for aid, stored in streams.items():
@@ -220,8 +213,7 @@ class MessageRepository:
         creation in a batch, so an archived id is refused, not retried forever."""
         if not msg_ids:
             return
-        with self._storage_errors():
-            found = self.load_many(msg_ids)
+        found = self.load_many(msg_ids)
         cache = self._service.repository.cache
         for msg_id, message in found.items():
             if message is not None:
@@ -309,11 +301,7 @@ class MessageRepository:
         view = view_of(message, self._policy)
         if message.sealed is None and message.forgotten_at is None:
             return view
-        personal = (
-            None
-            if message.forgotten_at is not None
-            else self.personal(message.id, message.sealed)
-        )
+        personal = self.personal(message.id, message.sealed)  # None once forgotten
         if personal is None:
             shown = forgotten_fields(
                 {"user_id": view.user_id, "group_id": view.group_id}

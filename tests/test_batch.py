@@ -284,9 +284,9 @@ def test_bulk_reports_read_streams_in_few_queries(tmp_path: Any) -> None:
         calls.append(len(wanted))
         return original(recorder, wanted)
 
-    import msgstate.application as application
+    import msgstate.repository as repository
 
-    application.select_streams = counting  # type: ignore[assignment]
+    repository.select_streams = counting  # type: ignore[assignment]
     other = MessageService.open(backend_url("sqlite", tmp_path))  # nothing cached
     try:
         outcomes = other.record_deliveries([{"msg_id": m, "seq": "1"} for m in ids])
@@ -297,7 +297,7 @@ def test_bulk_reports_read_streams_in_few_queries(tmp_path: Any) -> None:
         failures = service.record_failures([{"msg_id": m, "code": 6012} for m in ids])
         assert [600, 600] == calls
     finally:
-        application.select_streams = original  # type: ignore[assignment]
+        repository.select_streams = original  # type: ignore[assignment]
         other.close()
         service.close()
     assert all(o.status is MessageStatus.SEND_SUCC for o in outcomes)  # type: ignore[union-attr]
@@ -313,7 +313,7 @@ def test_batch_takes_cached_messages_without_reading(service: MessageService) ->
     def no_read(msg_id: str) -> Any:
         raise AssertionError(f"read {msg_id} from the store")
 
-    service._find = no_read  # type: ignore[method-assign]
+    service.messages.find = no_read  # type: ignore[method-assign]
     with service.batch() as batch:
         batch.prefetch(["m0"])
         views = [batch.record_failure(f"m{i}", code=TIMEOUT) for i in range(3)]
@@ -433,10 +433,10 @@ def test_ids_to_read_first_are_bounded(
 
     monkeypatch.setattr(application, "READ_FIRST_SIZE", 2)
     service = make_service()
-    service._learn(["a", "b", "c"])
-    assert ["b", "c"] == list(service._read_first)
-    service._learn(["d"])
-    assert ["c", "d"] == list(service._read_first)
+    service.messages.learn(["a", "b", "c"])
+    assert ["b", "c"] == list(service.messages.read_first)
+    service.messages.learn(["d"])
+    assert ["c", "d"] == list(service.messages.read_first)
 
 
 # -- answers that write nothing are decided on the store, not a stale copy --
@@ -514,7 +514,7 @@ def test_an_archived_message_still_cached_is_refused_as_archived(
     service = make_service(clock=clock)
     service.create("done", sender="a", user_id="b")
     service.record_delivery("done", seq="1")
-    copy = service._cached("done")
+    copy = service.messages.cached("done")
     service.create("newest", sender="a", user_id="b")  # the archive keeps it
     clock.advance(60)
     service.archive(before=clock(), to=tmp_path / "a.jsonl")
@@ -529,13 +529,13 @@ def test_the_cache_keeps_a_copy_of_what_was_saved(
     """A saved message's later changes (unsaved) don't reach the cache."""
     with service.batch() as batch:
         batch.create("m1", sender="a", user_id="b")
-    message = service._cached("m1")
+    message = service.messages.cached("m1")
     assert message is not None
-    service._save_messages(message)  # nothing pending: saves nothing
+    service.messages.save(message)  # nothing pending: saves nothing
     message.record_failure(
         code=TIMEOUT, desc="", attempt=None, retry_after=None, at=clock()
     )
-    cached = service._cached("m1")
+    cached = service.messages.cached("m1")
     assert cached is not None
     assert (1, MessageStatus.SENDING) == (cached.version, cached.status)
 

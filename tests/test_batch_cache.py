@@ -37,8 +37,8 @@ def no_reads(service: MessageService, monkeypatch: pytest.MonkeyPatch) -> None:
             raise AssertionError(f"read {list(msg_ids)} from the store")
         return {}
 
-    monkeypatch.setattr(service, "_find", read_one)
-    monkeypatch.setattr(service, "_load_many", read_many)
+    monkeypatch.setattr(service.messages, "find", read_one)
+    monkeypatch.setattr(service.messages, "load_many", read_many)
 
 
 def test_a_rerun_after_a_create_made_elsewhere_answers_without_another_conflict(
@@ -83,7 +83,7 @@ def test_prefetch_goes_on_past_ids_the_batch_already_knows(
         def read_one(msg_id: str) -> Any:
             raise AssertionError(f"read {msg_id} again")
 
-        monkeypatch.setattr(first, "_find", read_one)
+        monkeypatch.setattr(first.messages, "find", read_one)
         for i in (1, 2):
             assert 2 == batch.record_failure(f"m{i}", code=TIMEOUT).version
         with pytest.raises(MessageNotFound):
@@ -142,7 +142,7 @@ def test_a_cached_message_gone_from_the_store_is_refused_by_name(
     service = make_service(clock=clock)
     service.create("done", sender="a", user_id="b")
     service.record_delivery("done", seq="1")
-    copy = service._cached("done")
+    copy = service.messages.cached("done")
     assert copy is not None
     service.create("newest", sender="a", user_id="b")  # the archive keeps it
     clock.advance(60)

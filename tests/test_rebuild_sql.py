@@ -1,4 +1,4 @@
-"""The rebuild inside PostgreSQL (``projections.rebuild``) against the catch-up.
+"""The rebuild inside PostgreSQL (``MessageViews.rebuild``) against the catch-up.
 
 Every row the SQL rebuild writes must be the one clearing the views and catching
 up writes, column for column and bit for bit (floats compared by ``float.hex``, so
@@ -60,7 +60,9 @@ def caught_up(service: MessageService) -> int:
 
 
 def rebuilt(service: MessageService) -> int | None:
-    return projections.rebuild(service._views, service.recorder, service.mapper)
+    return service._views.rebuild(
+        service.recorder, service.mapper, projections.APPLICATION_NAME
+    )
 
 
 def assert_same_as_catch_up(service: MessageService) -> None:

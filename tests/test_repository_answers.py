@@ -211,7 +211,7 @@ def test_prefetch_reads_in_bulk_unless_snapshots_are_kept(
 ) -> None:
     """docs/storage.md: prefetch reads the messages not cached with one query per
     500; with snapshots it reads them one by one, each from its latest snapshot."""
-    import msgstate.application as application
+    import msgstate.repository as repository
 
     url = backend_url("sqlite", tmp_path)
     maker = MessageService.open(url, clock=clock, snapshot_every=snapshot_every)
@@ -224,7 +224,7 @@ def test_prefetch_reads_in_bulk_unless_snapshots_are_kept(
     other = MessageService.open(url, clock=clock, snapshot_every=snapshot_every)
     bulk: list[int] = []
     one_by_one: list[Any] = []
-    select = application.select_streams
+    select = repository.select_streams
     get = other.repository.get
 
     def counting_select(recorder: Any, wanted: Any) -> Any:
@@ -237,7 +237,7 @@ def test_prefetch_reads_in_bulk_unless_snapshots_are_kept(
         one_by_one.append(aggregate_id)
         return get(aggregate_id, **kwargs)
 
-    monkeypatch.setattr(application, "select_streams", counting_select)
+    monkeypatch.setattr(repository, "select_streams", counting_select)
     monkeypatch.setattr(other.repository, "get", counting_get)
     try:
         with other.batch() as batch:

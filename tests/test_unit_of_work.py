@@ -253,16 +253,15 @@ def test_check_same_refuses_other_fields(service: MessageService) -> None:
 def test_a_service_and_its_batches_share_one_repository(
     service: MessageService,
 ) -> None:
-    """A read replaced on the service (as tests do to watch reads) is the one
-    its repository, and so its batches, use."""
+    """A read replaced on the service's repository (as tests do to watch reads)
+    is the one its batches use."""
     reads: list[str] = []
 
     def counting(msg_id: str) -> Any:
         reads.append(msg_id)
         return None
 
-    service._find = counting
+    service.messages.find = counting  # type: ignore[method-assign]
     with service.batch() as batch, pytest.raises(MessageNotFound):
         batch.get("m1")
     assert ["m1"] == reads
-    assert counting == service.messages.find
