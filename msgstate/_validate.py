@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,14 @@ def identifier(name: str, value: object) -> str:
     if checked.strip() != checked:
         raise _fail(name, "must not start or end with white space", value)
     return checked
+
+
+def identifiers(name: str, value: object) -> list[str]:
+    """Ids from an iterable of them; a lone ``str`` (or bytes) is refused rather
+    than read as its characters."""
+    if isinstance(value, str | bytes | bytearray) or not isinstance(value, Iterable):
+        raise _fail(name, "must be an iterable of ids (a list, not one str)", value)
+    return [identifier("msg_id", item) for item in value]
 
 
 def optional_identifier(name: str, value: object) -> str | None:

@@ -728,7 +728,7 @@ class MessageService(Application[UUID]):
             )
         streams: Iterable[list[Any]]
         if msg_ids is not None:
-            ids = [check.identifier("msg_id", m) for m in msg_ids]
+            ids = check.identifiers("msg_ids", msg_ids)
             streams = [self._history.events(m) for m in ids]
         else:
             grouped: dict[UUID, list[Any]] = {}

@@ -110,7 +110,14 @@ class History:
     ) -> Iterator[str]:
         """See :meth:`MessageService.export_history` (checks its arguments lazily,
         at the first line, as a generator does)."""
-        wanted = None if msg_ids is None else {self._stream_id(m) for m in msg_ids}
+        wanted = (
+            None
+            if msg_ids is None
+            else {
+                self._messages.stream_id(m)
+                for m in check.identifiers("msg_ids", msg_ids)
+            }
+        )
         moment = None if since is None else check.aware_datetime("since", since)
         names: dict[UUID, str] = {}
         for event in self.all_events():
@@ -162,9 +169,6 @@ class History:
         else:
             data.update(personal, content=json.loads(personal["content"]))
         return evolve(entry, event="Created", data=data)
-
-    def _stream_id(self, msg_id: str) -> UUID:
-        return self._messages.stream_id(check.identifier("msg_id", msg_id))
 
 
 def history_entry(e: Any) -> HistoryEntry:

@@ -89,7 +89,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_archive.py",
         "tests/test_repository_answers.py",
     ),
+    # No "application": mutmut 3's trampoline fails on its own ContextVar
+    # (LookupError in MutmutCallStack.reset) once MessageService.open is
+    # trampolined, before any mutant runs. What is left there is opening and
+    # thin delegations to commands, repository, history and readmodels.
     "history": (
+        "tests/test_history_answers.py",
         "tests/test_service.py",
         "tests/test_privacy.py",
         "tests/test_evolution.py",
@@ -107,6 +112,9 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_projections.py",
         "tests/test_projections_answers.py",
         "tests/test_unit_of_work.py",
+        "tests/test_rebuild_decoding.py",
+        "tests/test_web_stuck.py",
+        "tests/test_service.py",
     ),
     "commands": (
         "tests/test_commands.py",
@@ -1282,19 +1290,32 @@ EQUIVALENT: dict[str, str] = {
         "views_class_for or eventsourcing's factory refuses anything else), "
         "so the final raise of _store_for is unreachable."
     ),
-    f"{_REPO}find__mutmut_5": _PROJECT,
-    f"{_REPO}load__mutmut_5": _PROJECT,
+    f"{_REPO}_get__mutmut_5": _PROJECT,
     f"{_REPO}load_streams__mutmut_25": _PROJECT,
     f"{_REPO}learn__mutmut_12": (
         "_read_first is used as an ordered set: only its keys are read (in, "
         "tuple(), next(iter()), del, and pop(msg_id, None) whose value is "
         "discarded), never the value stored for a key"
     ),
-    f"{_REPO}view__mutmut_10": (
-        "a forgotten message's sealed is always None (the Forgotten event clears "
-        "it, and snapshots keep that), so personal() answers None at once, as the "
-        "skipped branch does: the same markers, and no key-store read"
+    "msgstate.history.x__json_default__mutmut_1": (
+        "the TypeError is never raised: export data holds only str/int/float/bool/"
+        "None, dicts from json.loads, and datetimes (handled above); no message "
+        "text can be seen"
     ),
+    "msgstate.history.x__json_default__mutmut_2": (
+        "same: the TypeError branch can't be reached from any stored event, so its "
+        "message is never seen"
+    ),
+    "msgstate.history.xǁHistoryǁall_events__mutmut_2": (
+        "start=None reads from the beginning: the memory recorders use 1, SQLite "
+        "and PostgreSQL drop the lower bound; notification ids start at 1, so the "
+        "events and pages are the same"
+    ),
+    "msgstate.history.xǁHistoryǁexport__mutmut_43": (
+        "ensure_ascii=None is falsy; json.dumps with default= builds a JSONEncoder, "
+        "which only tests `if self.ensure_ascii`: byte-identical output to False"
+    ),
+    "msgstate.history.xǁHistoryǁget_at__mutmut_43": _PROJECT,
 }
 
 #: Passed to every pytest run mutmut makes (after the test selection).

@@ -86,3 +86,26 @@ def test_content_with_transcoder_lookalike_keys_round_trips(
     reopened = service.get("m1")
     assert content == reopened.content
     assert content == service.history("m1")[0].data["content"]
+
+
+@pytest.mark.parametrize("msg_ids", ["abc", b"abc", 42])
+def test_msg_ids_must_be_an_iterable_of_ids_not_one_str(
+    service: MessageService, msg_ids: Any
+) -> None:
+    """A lone str would be read as its characters: "abc" exported nothing."""
+    from msgstate import ResendPolicy
+
+    service.create("abc", **GOOD)
+    for call in (
+        lambda: list(service.export_history(msg_ids)),
+        lambda: service.simulate_policy(ResendPolicy(), msg_ids),
+    ):
+        with pytest.raises(InvalidArgument) as raised:
+            call()
+        assert ErrorCode.INVALID_ARGUMENT is raised.value.code
+        assert str(raised.value).startswith(
+            "msg_ids must be an iterable of ids (a list, not one str), got "
+        )
+    assert 1 == len(list(service.export_history(["abc"])))
+    assert 1 == len(list(service.export_history(iter(["abc"]))))
+    assert 1 == service.simulate_policy(ResendPolicy(), ("abc",)).messages
