@@ -1311,7 +1311,7 @@ EQUIVALENT: dict[str, str] = {
         "and PostgreSQL drop the lower bound; notification ids start at 1, so the "
         "events and pages are the same"
     ),
-    "msgstate.history.xǁHistoryǁexport__mutmut_43": (
+    "msgstate.history.xǁHistoryǁexport__mutmut_49": (
         "ensure_ascii=None is falsy; json.dumps with default= builds a JSONEncoder, "
         "which only tests `if self.ensure_ascii`: byte-identical output to False"
     ),
