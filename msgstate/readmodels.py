@@ -28,7 +28,7 @@ from msgstate.projections import (
 from msgstate.repository import MessageRepository
 from msgstate.status import MessageStatus
 from msgstate.storage import read_notifications
-from msgstate.views import MessageView, view_of
+from msgstate.views import MessageView
 
 if TYPE_CHECKING:
     from msgstate.application import MessageService
@@ -100,7 +100,7 @@ class ReadModels:
         for aggregate_id in ids:
             if aggregate_id not in messages:
                 continue  # the read model is never ahead of the store; be safe
-            view = view_of(messages[aggregate_id], self._policy)
+            view = self._messages.view(messages[aggregate_id])
             if (
                 view.status is MessageStatus.SENDING
                 and moment - view.updated_at >= timeout
@@ -131,6 +131,8 @@ class ReadModels:
             if aggregate_id not in messages:
                 continue  # the read model is never ahead of the store; be safe
             view = self._messages.view(messages[aggregate_id])
+            if view.status is not MessageStatus.SEND_FAIL:
+                continue  # the row was stale: delivered or resent since
             decision = self._policy.decide(view, moment)
             if not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
                 letters.append(DeadLetter(msg_id, decision.code, decision.desc, view))

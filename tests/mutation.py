@@ -109,6 +109,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/stateful",
     ),
     "readmodels": (
+        "tests/test_readmodels_answers.py",
         "tests/test_projections.py",
         "tests/test_projections_answers.py",
         "tests/test_unit_of_work.py",
@@ -1296,6 +1297,42 @@ EQUIVALENT: dict[str, str] = {
         "_read_first is used as an ordered set: only its keys are read (in, "
         "tuple(), next(iter()), del, and pop(msg_id, None) whose value is "
         "discarded), never the value stored for a key"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁdue_resends__mutmut_1": (
+        "MessageService.due_resends always passes limit (its own default is 100); "
+        "ReadModels' default is never used"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁstuck_sends__mutmut_1": (
+        "MessageService.stuck_sends always passes limit; ReadModels' default is "
+        "never used"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁdead_letters__mutmut_1": (
+        "MessageService.dead_letters always passes limit; ReadModels' default is "
+        "never used"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁwait__mutmut_1": (
+        "MessageService.wait_for_projections always passes timeout; ReadModels' "
+        "default is never used"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁcatch_up__mutmut_34": (
+        "without encode_key, changes keep msg_id and every views.apply runs "
+        "prepare(), which encodes it with the same encode_key: the same rows"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁcatch_up__mutmut_37": (
+        "encode_key=None: as mutmut_34, apply's prepare() encodes msg_id the same"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁrebuild__mutmut_2": (
+        "memory and SQLite views.rebuild always return None; on PostgreSQL the "
+        "in-database rebuild gives the same count, rows and tracking as clear + "
+        "catch-up (tests/test_rebuild_sql.py): only the work is done twice"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁrebuild__mutmut_3": (
+        "recorder=None: the base rebuild ignores it, and PostgreSQL's returns None "
+        "(not a PostgreSQL recorder), so it clears and catches up: the same answers"
+    ),
+    "msgstate.readmodels.xǁReadModelsǁwait__mutmut_25": (
+        "'>' for '>=' differs only when monotonic() reads the deadline exactly; the "
+        "same ProjectionTimeout follows after at most one more 10 ms poll"
     ),
     "msgstate.history.x__json_default__mutmut_1": (
         "the TypeError is never raised: export data holds only str/int/float/bool/"
