@@ -759,7 +759,15 @@ class MessageViewsProjection(Projection[MessageViews]):
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         change = change_for(domain_event, tracking.notification_id)
         if change is None:
-            self.view.insert_tracking(tracking)
+            try:
+                self.view.insert_tracking(tracking)
+            except IntegrityError:
+                # A retry (after a lost reply) of an insert that had committed,
+                # or another runner ahead of this one: tracked either way.
+                if not self.view.has_tracking_id(
+                    tracking.application_name, tracking.notification_id
+                ):
+                    raise
         else:
             self.view.apply([change], tracking.application_name)
 

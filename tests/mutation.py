@@ -156,6 +156,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_service.py",
     ),
     "_pg_views": (
+        "tests/test_pg_views_answers.py",
         "tests/test_rebuild_decoding.py",
         "tests/test_projections.py",
         "tests/test_rebuild_sql.py",
@@ -1298,6 +1299,8 @@ EQUIVALENT: dict[str, str] = {
         "tuple(), next(iter()), del, and pop(msg_id, None) whose value is "
         "discarded), never the value stored for a key"
     ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁapply__mutmut_12": _SQL_CASE,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁapply__mutmut_15": _SQL_CASE,
     "msgstate.readmodels.xǁReadModelsǁdue_resends__mutmut_1": (
         "MessageService.due_resends always passes limit (its own default is 100); "
         "ReadModels' default is never used"
