@@ -157,6 +157,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "_pg_views": (
         "tests/test_pg_views_answers.py",
+        "tests/test_rebuild_sql_answers.py",
         "tests/test_rebuild_decoding.py",
         "tests/test_projections.py",
         "tests/test_rebuild_sql.py",
@@ -1298,6 +1299,63 @@ EQUIVALENT: dict[str, str] = {
         "_read_first is used as an ordered set: only its keys are read (in, "
         "tuple(), next(iter()), del, and pop(msg_id, None) whose value is "
         "discarded), never the value stored for a key"
+    ),
+    **{
+        f"msgstate._pg_views.xǁPostgresMessageViewsǁ_rebuild__mutmut_{n}": _SQL_CASE
+        for n in [
+            *(8, 11, 12, 20, 26, 27, 29, 66, 67, 69, 82, 92, 93, 95, 96),
+            *(104, 111, 115, 116, 124),
+        ]
+    },
+    **{
+        f"msgstate._pg_views.xǁPostgresMessageViewsǁ_count__mutmut_{n}": _SQL_CASE
+        for n in (8, 11, 12)
+    },
+    **{
+        f"msgstate._pg_views.xǁPostgresMessageViewsǁ_copy_jitter__mutmut_{n}": _SQL_CASE
+        for n in (3, 4, 6, 7, 16, 17, 19, 20, 24, 25, 27)
+    },
+    **{
+        f"msgstate._pg_views.xǁPostgresMessageViewsǁ_clear__mutmut_{n}": _SQL_CASE
+        for n in (5, 13)
+    },
+    **{
+        f"msgstate._pg_views.x_rows_query__mutmut_{n}": _SQL_CASE
+        for n in [
+            *(8, 9, 16, 28, 29, 38, 48, 57, 69, 74, 77, 80, 92, 95, 100, 104),
+            *(114, 117, 118, 125, 145, 160),
+        ]
+    },
+    **{
+        f"msgstate._pg_views.xǁPostgresMessageViewsǁ__init____mutmut_{n}": _SQL_CASE
+        for n in (36, 38, 39, 41, 43, 45, 47, 54, 55, 66, 67)
+    },
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_query__mutmut_1": _READ_ONLY,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_query__mutmut_2": _READ_ONLY,
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_rebuild__mutmut_30": (
+        "CURRENT_SETTING('SERVER_ENCODING') AS ENCODING: the function and alias "
+        "fold, and setting names are case-insensitive (both give 'UTF8')"
+    ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_rebuild__mutmut_42": (
+        "(last or 1) for (last or 0): differs only when last is None or 0, both "
+        "<= 2**53; last itself (the clear branch) is unchanged"
+    ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_copy_jitter__mutmut_8": (
+        "cursor(None): a client-side cursor reads the whole result at execute and "
+        "pages it from memory: the same rows are copied"
+    ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_copy_jitter__mutmut_10": (
+        "cursor() without a name: client-side, as mutmut_8: the same rows"
+    ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_copy_jitter__mutmut_12": (
+        "the server-side cursor's name: quoted by psycopg, lives in this "
+        "transaction only, read by nothing else"
+    ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_copy_jitter__mutmut_13": (
+        "the server-side cursor's name, as mutmut_12"
+    ),
+    "msgstate._pg_views.xǁPostgresMessageViewsǁ_copy_jitter__mutmut_21": (
+        "fetchmany(None) pages by arraysize (1): one COPY per row, the same rows"
     ),
     "msgstate._pg_views.xǁPostgresMessageViewsǁapply__mutmut_12": _SQL_CASE,
     "msgstate._pg_views.xǁPostgresMessageViewsǁapply__mutmut_15": _SQL_CASE,

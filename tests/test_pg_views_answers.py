@@ -287,3 +287,42 @@ def test_apply_goes_on_from_a_tracking_inserted_beside_it(
     assert 2 == views.apply([created, failed, delivered], NAME)
     assert {SUCC: 1} == views.status_counts()
     assert 3 == views.max_tracking_id(NAME)
+
+
+# -- the tables and indexes, as docs/storage.md and the class name them --
+
+
+def test_the_views_table_and_its_indexes_have_their_documented_names(
+    service: MessageService, views: MessageViews
+) -> None:
+    schema = service.recorder.datastore.schema  # type: ignore[attr-defined]
+    service.create("m1", sender="alice", user_id="bob")
+    assert 1 == service.catch_up_projections()
+    assert 1 == service.status_counts()[MessageStatus.SENDING]
+    with psycopg.connect(pg.BASE_URL) as connection:
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s",
+                (schema,),
+            )
+        }
+        indexes = {
+            row[0]
+            for row in connection.execute(
+                "SELECT indexname FROM pg_indexes "
+                "WHERE schemaname = %s AND tablename = 'msgstate_views'",
+                (schema,),
+            )
+        }
+        rows = connection.execute(
+            f'SELECT count(*) FROM "{schema}".msgstate_views'
+        ).fetchone()
+    assert {"msgstate_views", "msgstate_tracking"} <= tables
+    assert {
+        "msgstate_views_pkey",
+        "msgstate_views_status",
+        "msgstate_views_started",
+    } == indexes
+    assert (1,) == rows
