@@ -13,6 +13,7 @@ from msgstate.codes import CodeInfo, RetryClass
 from msgstate.domain import Message
 from msgstate.errors import (
     ArchiveInvalid,
+    BatchPartiallySaved,
     ConcurrencyConflict,
     DeliveryConflict,
     DuplicateMessage,
@@ -25,6 +26,8 @@ from msgstate.errors import (
     ProjectionTimeout,
     ResendRefused,
     SendNotOverdue,
+    ShardMoved,
+    ShardMoving,
     StaleAttempt,
     StorageError,
     StorageUnavailable,
@@ -33,6 +36,14 @@ from msgstate.ids import MESSAGE_NAMESPACE
 from msgstate.keys import FORGOTTEN, FORGOTTEN_CONTENT, PERSONAL_FIELDS
 from msgstate.policy import Decision, ResendFacts, ResendPolicy
 from msgstate.projections import DeadLetter
+from msgstate.shards import (
+    MoveReport,
+    ShardedBatch,
+    ShardedMessageService,
+    ShardMap,
+    move_shard,
+    shard_of,
+)
 from msgstate.status import TRANSITIONS, MessageStatus, Transition
 from msgstate.storage import DATABASE_URL_ENV, generate_cipher_key
 from msgstate.transports import (
@@ -59,6 +70,7 @@ __all__ = [
     "AsyncResendWorker",
     "AsyncTransport",
     "Batch",
+    "BatchPartiallySaved",
     "CodeInfo",
     "ConcurrencyConflict",
     "DeadLetter",
@@ -75,6 +87,7 @@ __all__ = [
     "MessageStatus",
     "MessageView",
     "MessageWhatIf",
+    "MoveReport",
     "MsgStateError",
     "NotForgettable",
     "ProjectionTimeout",
@@ -87,6 +100,11 @@ __all__ = [
     "SendError",
     "SendNotOverdue",
     "Sent",
+    "ShardMap",
+    "ShardMoved",
+    "ShardMoving",
+    "ShardedBatch",
+    "ShardedMessageService",
     "SimulatedTransport",
     "StaleAttempt",
     "StorageError",
@@ -96,7 +114,9 @@ __all__ = [
     "WhatIfReport",
     "WorkerReport",
     "generate_cipher_key",
+    "move_shard",
     "setup_schema",
+    "shard_of",
 ]
 
 __version__ = "0.1.0"

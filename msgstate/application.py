@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder
 
     from msgstate.archive import ArchiveReport, Progress, RestoreReport
+    from msgstate.shards import ShardMap
 
 __all__ = ["DATABASE_URL_ENV", "MessageService", "setup_schema"]
 
@@ -93,8 +94,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def setup_schema(url: str) -> None:
+def setup_schema(url: str | ShardMap) -> None:
     """Create msgstate's schema and tables at ``url`` (idempotent).
+
+    ``url`` may be a :class:`~msgstate.ShardMap` (or ``shards:///path``): every
+    database of the map gets its tables, its shard records and its fence.
 
     Not needed before workers start: any number of processes may open a store at
     once (the DDL runs once, under a lock). Use it where the workers' database role
@@ -191,7 +195,7 @@ class MessageService(Application[UUID]):
     @classmethod
     def open(
         cls,
-        url: str | None = None,
+        url: str | ShardMap | None = None,
         *,
         policy: ResendPolicy | None = None,
         clock: Clock | None = None,
@@ -229,7 +233,30 @@ class MessageService(Application[UUID]):
         another SQLite file or PostgreSQL database/schema (default: beside the
         events); see docs/privacy.md. A new store opened with a ``cipher_key``
         names its streams with a keyed hash (:meth:`stream_id`).
+
+        ``url`` may also be a :class:`~msgstate.ShardMap` or ``shards:///path``
+        to a map file: the answer is then a
+        :class:`~msgstate.ShardedMessageService` over the map's databases, with
+        the same API (docs/sharding.md).
         """
+        if not isinstance(url, str | None) or (
+            isinstance(url, str) and url.startswith("shards:")
+        ):
+            from msgstate.shards import ShardedMessageService
+
+            return ShardedMessageService(
+                url,  # a ShardMap, or a checked error
+                policy=policy,
+                clock=clock,
+                create_tables=create_tables,
+                snapshot_every=snapshot_every,
+                cipher_key=cipher_key,
+                compress=compress,
+                projections=projections,
+                cache_size=cache_size,
+                forgettable=forgettable,
+                key_store=key_store,
+            )
         env = service_env(
             url, create_tables=create_tables, cipher_key=cipher_key, compress=compress
         )

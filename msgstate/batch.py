@@ -88,6 +88,13 @@ class Batch:
             ) from None
 
     @property
+    def changed(self) -> tuple[str, ...]:
+        """The ids of the messages this batch will save (those with a change)."""
+        return tuple(
+            m for m, message in self._messages.items() if message.pending_events
+        )
+
+    @property
     def pending(self) -> int:
         """How many events the batch will save."""
         return sum(len(m.pending_events) for m in self._messages.values())

@@ -47,6 +47,7 @@ from msgstate.codes import CodeInfo, catalog, find, lookup
 from msgstate.errors import ErrorCode, InvalidArgument, MsgStateError
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
+from msgstate.shards import SHARDS_SCHEME, _map_and_path, move_shard, shard_status
 from msgstate.status import MessageStatus, to_dot, to_mermaid
 from msgstate.storage import persistence_env
 from msgstate.tencent import NOT_FOUND_CODE, V2TIMMessageManager
@@ -160,7 +161,8 @@ def db_option(function: F) -> F:
         show_envvar=True,
         metavar="URL",
         help="The store: sqlite:///relative.db, sqlite:////absolute.db, "
-        "postgresql://user:password@host/dbname or memory://.",
+        "postgresql://user:password@host/dbname, memory://, or a shard map "
+        "file: shards:///absolute/path/shards.toml.",
     )(function)
 
 
@@ -208,6 +210,12 @@ def load_policy(path: Path | None, option: str = "'--policy'") -> ResendPolicy |
 
 def _check_db(db: str, *, must_exist: bool) -> None:
     """Refuse a malformed ``--db`` URL (or a missing SQLite file), naming it."""
+    if db.startswith(SHARDS_SCHEME):
+        try:
+            _map_and_path(db)
+        except InvalidArgument as error:
+            raise click.BadParameter(error.desc, param_hint="'--db'") from None
+        return
     try:
         env = persistence_env(db)
     except InvalidArgument as error:
@@ -1588,3 +1596,130 @@ def restore_command(db: str, path: Path, as_json: bool) -> None:
     for reason, count in sorted(result.skipped.items()):
         table.add_row(f"skipped: {reason}", f"{count:,}")
     _console().print(table)
+
+
+# -- shard maps --
+
+
+def _map_option(function: F) -> F:
+    return click.option(
+        "--map",
+        "map_file",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE.toml",
+        help="The shard map (virtual_shards and a [databases] table).",
+    )(function)
+
+
+def _cipher_option(function: F) -> F:
+    return click.option(
+        "--cipher-key-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The map's cipher key (from generate_cipher_key()), if encrypted.",
+    )(function)
+
+
+def _read_key(path: Path | None) -> str | None:
+    return None if path is None else path.read_text(encoding="utf-8").strip()
+
+
+@cli.group("shards")
+def shards_group() -> None:
+    """Look after a shard map of PostgreSQL databases (docs/sharding.md)."""
+
+
+@shards_group.command("status")
+@_map_option
+@_cipher_option
+@json_option
+def shards_status_command(
+    map_file: Path, cipher_key_file: Path | None, as_json: bool
+) -> None:
+    """Each database's shards (as the map and the database record them),
+    messages and read-model lag; shards in the middle of a move are named."""
+    report = shard_status(
+        f"{SHARDS_SCHEME}//{map_file.resolve()}",
+        cipher_key=_read_key(cipher_key_file),
+    )
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(title=f"shard map {map_file}")
+    for column in ("database", "shards (map)", "owned (database)", "moving"):
+        table.add_column(column)
+    table.add_column("messages", justify="right")
+    table.add_column("lag", justify="right")
+    for row in report:
+        moving = ", ".join(f"{s}: {st}" for s, st in row["moving"].items())
+        table.add_row(
+            row["database"],
+            row["map_shards"] or "-",
+            row["owned"] or "-",
+            moving or "-",
+            f"{row['messages']:,}",
+            f"{row['projection_lag']:,}",
+        )
+    _console().print(table)
+
+
+@shards_group.command("move")
+@_map_option
+@click.option("--shard", type=int, required=True, help="The virtual shard to move.")
+@click.option(
+    "--to", "to", required=True, metavar="URL", help="The receiving database."
+)
+@click.option(
+    "--abort",
+    is_flag=True,
+    help="Roll back an interrupted move that has not handed over yet.",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(1, 100_000),
+    default=2000,
+    show_default=True,
+    help="Events copied per transaction.",
+)
+@_cipher_option
+@json_option
+def shards_move_command(
+    map_file: Path,
+    shard: int,
+    to: str,
+    abort: bool,
+    chunk: int,
+    cipher_key_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Move one shard's messages to another database while the others keep
+    working, then rewrite the map file.
+
+    Copies (versions and timestamps intact), freezes the shard for the last
+    events, verifies every stream's last version, hands ownership over in both
+    databases, and deletes the old copy. Interrupted, it resumes when run again
+    (or rolls back with --abort, before the handover).
+    """
+
+    def report(step: str, count: int) -> None:
+        if not as_json:
+            click.echo(f"{step}: {count:,}" if count else step, err=True)
+
+    result = move_shard(
+        map_file,
+        shard,
+        to,
+        cipher_key=_read_key(cipher_key_file),
+        chunk=chunk,
+        progress=report,
+        abort=abort,
+    )
+    if as_json:
+        _print_json({f.name: getattr(result, f.name) for f in fields(type(result))})
+        return
+    click.echo(
+        f"shard {result.shard}: {result.streams:,} messages "
+        f"({result.events:,} events copied) from {result.source} to "
+        f"{result.target} in {result.seconds:.2f} s; writes waited "
+        f"{result.frozen_seconds:.2f} s"
+    )

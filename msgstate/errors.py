@@ -12,6 +12,7 @@ from enum import IntEnum
 
 __all__ = [
     "ArchiveInvalid",
+    "BatchPartiallySaved",
     "ConcurrencyConflict",
     "DeliveryConflict",
     "DuplicateMessage",
@@ -24,6 +25,8 @@ __all__ = [
     "ProjectionTimeout",
     "ResendRefused",
     "SendNotOverdue",
+    "ShardMoved",
+    "ShardMoving",
     "StaleAttempt",
     "StorageError",
     "StorageUnavailable",
@@ -84,6 +87,15 @@ class ErrorCode(IntEnum):
     """An archive file or its manifest is missing, damaged, or does not match."""
     NOT_FORGETTABLE = 1023
     """``forget``: the message was not created in a forgettable store."""
+    SHARD_MOVING = 1030
+    """The message's shard is being moved to another database; nothing was
+    written. Retry shortly (a shard-map service waits for the move itself)."""
+    SHARD_MOVED = 1031
+    """The message's shard now lives in another database than this process's
+    shard map says; nothing was written. Reload the map (``shards.toml``)."""
+    BATCH_PARTIALLY_SAVED = 1032
+    """A batch spanning several databases of a shard map was saved in some of
+    them only; the error lists which messages were saved and which were not."""
 
 
 class MsgStateError(Exception):
@@ -209,3 +221,54 @@ class NotForgettable(MsgStateError):
     """``forget`` of a message whose fields were not sealed with a data key."""
 
     default_code = ErrorCode.NOT_FORGETTABLE
+
+
+class ShardMoving(MsgStateError):
+    """The message's shard is being moved (``msgstate shards move``); retry soon.
+
+    The database refused the write itself; nothing was written.
+    """
+
+    default_code = ErrorCode.SHARD_MOVING
+
+
+class ShardMoved(MsgStateError):
+    """The message's shard has moved to another database; reload the shard map.
+
+    The database refused the write itself (it no longer owns the shard), so a
+    process holding an old map can neither write to the wrong database nor split
+    a message's history. ``to`` names the new database (without its password),
+    when the old one recorded it.
+    """
+
+    default_code = ErrorCode.SHARD_MOVED
+
+    def __init__(self, desc: str, code: ErrorCode | None = None, *, to: str = ""):
+        super().__init__(desc, code)
+        self.to: str = to
+
+
+class BatchPartiallySaved(MsgStateError):
+    """A batch over several databases was saved in some of them only.
+
+    Each database's part is one transaction, so no database holds half of its
+    part. ``saved`` lists the batch's changed messages whose database committed;
+    ``unsaved`` those whose database failed or was not reached; ``cause`` is the
+    error that stopped it.
+    """
+
+    default_code = ErrorCode.BATCH_PARTIALLY_SAVED
+
+    def __init__(
+        self,
+        desc: str,
+        code: ErrorCode | None = None,
+        *,
+        saved: tuple[str, ...] = (),
+        unsaved: tuple[str, ...] = (),
+        cause: MsgStateError | None = None,
+    ) -> None:
+        super().__init__(desc, code)
+        self.saved: tuple[str, ...] = saved
+        self.unsaved: tuple[str, ...] = unsaved
+        self.cause: MsgStateError | None = cause

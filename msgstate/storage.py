@@ -36,6 +36,8 @@ from msgstate import _validate as check
 from msgstate.errors import (
     InvalidArgument,
     MsgStateError,
+    ShardMoved,
+    ShardMoving,
     StorageError,
     StorageUnavailable,
 )
@@ -291,12 +293,36 @@ def storage_errors(
     except Exception as error:
         if not _is_storage_failure(error):
             raise
+        _raise_fence_refusal(error, where)
         text = " ".join(str(error).split()) or type(error).__name__
         if secret:
             text = text.replace(secret, "***")
         if is_unavailable(error):
             raise StorageUnavailable(f"store {where} is unavailable: {text}") from None
         raise StorageError(f"store {where}: {text}") from None
+
+
+def _raise_fence_refusal(error: BaseException, where: str) -> None:
+    """A shard map's fence refused the insert: :class:`ShardMoving`/``Moved``."""
+    if "psycopg" not in sys.modules:
+        return
+    from msgstate._pg_shards import fence_refusal
+
+    refusal = fence_refusal(error)
+    if refusal is None:
+        return
+    hint, text, peer = refusal
+    text = text.removeprefix("msgstate: ")
+    if hint == "SHARD_MOVING":
+        raise ShardMoving(
+            f"store {where}: {text}; nothing was written, retry shortly"
+        ) from None
+    raise ShardMoved(
+        f"store {where}: {text}"
+        + (f" (it moved to {_redact(peer)})" if peer else "")
+        + "; nothing was written; reload the shard map",
+        to=_redact(peer) if peer else "",
+    ) from None
 
 
 def is_unavailable(error: BaseException) -> bool:

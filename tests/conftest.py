@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from msgstate import MessageService, ResendPolicy
-from tests import pg
+from tests import pg, shardpg
 from tests.support import FakeClock
 
 settings.register_profile(
@@ -72,6 +72,7 @@ def backend_url(backend: str, directory: Path) -> str:
 def _drop_test_schemas() -> Iterator[None]:
     yield
     pg.drop_test_schemas()
+    shardpg.drop_schemas()
 
 
 @pytest.fixture(autouse=True)
