@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from msgstate.keys import KEYS_TABLE, read_settings, record_setting
+from msgstate.status import MessageStatus
 
 if TYPE_CHECKING:
     from msgstate.application import MessageService
@@ -50,6 +51,10 @@ SHARD_FUNCTION = "msgstate_shard"
 
 MOVE_SETTING = "msgstate.move"
 """The session setting with which the mover writes into an incoming shard."""
+
+_SEND_FAIL = int(MessageStatus.SEND_FAIL)
+
+Counts = dict[int, int]
 
 OWNED = "owned"
 FROZEN = "frozen"
@@ -243,15 +248,6 @@ class ShardTables:
                 (shard, state, peer),
             )
 
-    def forget_shard(self, shard: int) -> None:
-        """Drop this database's row for ``shard`` (a move rolled back)."""
-        from psycopg.sql import SQL
-
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("DELETE FROM {0} WHERE shard = %s").format(self.shards), (shard,)
-            )
-
     def max_notification_id(self) -> int:
         from psycopg.sql import SQL
 
@@ -369,25 +365,34 @@ class ShardTables:
             )
             return {str(r["tablename"]) for r in curs.fetchall()}
 
-    def last_versions(self, shard: int) -> dict[UUID, int]:
-        """Each stream of ``shard`` here and its last version."""
+    def last_versions(self, shard: int, until: int | None = None) -> dict[UUID, int]:
+        """Each stream of ``shard`` here and its last version (up to ``until``)."""
         from psycopg.sql import SQL
 
+        bound = SQL("") if until is None else SQL(" AND notification_id <= %s")
+        params: tuple[Any, ...] = (shard,) if until is None else (shard, until)
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
                     "SELECT originator_id, max(originator_version) AS v FROM {0} "
-                    "WHERE {1}(originator_id) = %s GROUP BY originator_id"
-                ).format(self.events, self.function),
-                (shard,),
+                    "WHERE {1}(originator_id) = %s{2} GROUP BY originator_id"
+                ).format(self.events, self.function, bound),
+                params,
             )
             return {UUID(str(r["originator_id"])): int(r["v"]) for r in curs.fetchall()}
 
-    def delete_shard(self, shard: int) -> int:
-        """Delete the shard's events, snapshots, read-model rows and keys here."""
+    def delete_shard(self, shard: int, *, forget: bool = False) -> int:
+        """Delete the shard's events, snapshots, read-model rows and keys here
+        (and with ``forget``, this database's record of the shard: one
+        transaction)."""
         from psycopg.sql import SQL
 
         with self.datastore.transaction(commit=True) as curs:
+            if forget:
+                curs.execute(
+                    SQL("DELETE FROM {0} WHERE shard = %s").format(self.shards),
+                    (shard,),
+                )
             curs.execute(
                 SQL("DELETE FROM {0} WHERE {1}(originator_id) = %s").format(
                     self.events, self.function
@@ -409,6 +414,61 @@ class ShardTables:
                     (shard,),
                 )
             return deleted
+
+    def summary(self, shard: int) -> tuple[int, int]:
+        """``(events, streams)`` of ``shard`` here."""
+        from psycopg.sql import SQL
+
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT count(*) AS e, count(DISTINCT originator_id) AS s "
+                    "FROM {0} WHERE {1}(originator_id) = %s"
+                ).format(self.events, self.function),
+                (shard,),
+            )
+            row = curs.fetchone()
+            return (int(row["e"]), int(row["s"])) if row else (0, 0)
+
+    def versions_of(self, streams: Sequence[UUID]) -> dict[UUID, int]:
+        """The last version of each of ``streams`` here (absent: not here)."""
+        from psycopg.sql import SQL
+
+        if not streams:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, max(originator_version) AS v FROM {0} "
+                    "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+                ).format(self.events),
+                (list(streams),),
+            )
+            return {UUID(str(r["originator_id"])): int(r["v"]) for r in curs.fetchall()}
+
+    def view_counts(
+        self, shards: Sequence[int]
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """Read-model counts of ``shards`` only: by status, and failed by code."""
+        from psycopg.sql import SQL
+
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT status, last_error_code, count(*) AS n FROM {0} "
+                    "WHERE {1}(id) = ANY(%s) GROUP BY status, last_error_code"
+                ).format(self.views, self.function),
+                (list(shards),),
+            )
+            statuses: dict[int, int] = {}
+            codes: dict[int, int] = {}
+            for r in curs.fetchall():
+                status, n = int(r["status"]), int(r["n"])
+                statuses[status] = statuses.get(status, 0) + n
+                if status == _SEND_FAIL and r["last_error_code"] is not None:
+                    code = int(r["last_error_code"])
+                    codes[code] = codes.get(code, 0) + n
+            return statuses, codes
 
     def stream_count(self) -> int:
         from psycopg.sql import SQL

@@ -239,6 +239,8 @@ class MessageService(Application[UUID]):
         :class:`~msgstate.ShardedMessageService` over the map's databases, with
         the same API (docs/sharding.md).
         """
+        if url is None:
+            url = os.environ.get(DATABASE_URL_ENV) or None
         if not isinstance(url, str | None) or (
             isinstance(url, str) and url.startswith("shards:")
         ):

@@ -4,6 +4,7 @@ Several backend processes can then open their services with
 ``projections="external"`` and never pay for catching up on a query::
 
     python -m msgstate.runner postgresql://user@host/db
+    python -m msgstate.runner shards:///etc/msgstate/shards.toml
 
 or, from Python, :func:`run_projections`. It follows the store with eventsourcing's
 ``ProjectionRunner`` (LISTEN/NOTIFY on PostgreSQL) and records every event in the
@@ -53,7 +54,14 @@ def run_projections(
     then catches up from its tracking record: nothing is missed or applied twice.
     Other errors in the projection are raised here, so a supervisor can restart
     the process.
+
+    ``url`` may be a shard map (``shards:///path/shards.toml``): one process then
+    follows every database of the map, a thread each (read models live in each
+    database). A database added to the map later is followed after a restart.
     """
+    if url.startswith("shards:"):
+        _run_map(url, cipher_key, compress, stop, ready)
+        return
     if persistence_env(url)["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
         raise InvalidArgument(
             "run_projections follows PostgreSQL only; SQLite and memory stores "
@@ -82,6 +90,55 @@ def run_projections(
                 time.sleep(delay)
             elif stop.wait(delay):
                 return
+
+
+def _run_map(
+    url: str,
+    cipher_key: str | None,
+    compress: bool,
+    stop: threading.Event | None,
+    ready: threading.Event | None,
+) -> None:
+    from msgstate.shards import _map_and_path
+
+    shard_map, _ = _map_and_path(url)
+    halt = threading.Event()
+    errors: list[BaseException] = []
+    readies: list[threading.Event] = []
+
+    def follow(database: str, subscribed: threading.Event) -> None:
+        try:
+            run_projections(
+                database,
+                cipher_key=cipher_key,
+                compress=compress,
+                stop=halt,
+                ready=subscribed,
+            )
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+            halt.set()
+
+    threads = []
+    for database in shard_map.databases:
+        subscribed = threading.Event()
+        readies.append(subscribed)
+        thread = threading.Thread(
+            target=follow, args=(database, subscribed), daemon=True
+        )
+        thread.start()
+        threads.append(thread)
+    try:
+        while not halt.is_set() and (stop is None or not stop.is_set()):
+            if ready is not None and all(r.is_set() for r in readies):
+                ready.set()
+            halt.wait(0.1)
+    finally:
+        halt.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _follow(
@@ -121,7 +178,10 @@ def _follow(
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m msgstate.runner POSTGRESQL_URL", file=sys.stderr)
+        print(
+            "usage: python -m msgstate.runner POSTGRESQL_URL|shards:///MAP.toml",
+            file=sys.stderr,
+        )
         return 2
     run_projections(args[0])
     return 0  # pragma: no cover - runs until killed

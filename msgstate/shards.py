@@ -26,6 +26,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -255,13 +256,9 @@ class ShardMap:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ShardMap:
-        """Read a map from a TOML file::
-
-        virtual_shards = 64
-        [databases]
-        "postgresql://postgres@db1:5432/msgstate" = "0-31"
-        "postgresql://postgres@db2:5432/msgstate" = "32-63"
-        """
+        """Read a map from a TOML file: ``virtual_shards = 64`` and a
+        ``[databases]`` table of ``"postgresql://..." = "0-31"`` lines (see
+        docs/sharding.md)."""
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
@@ -391,8 +388,10 @@ class ShardedMessageService(MessageService):
         }
         self._move_wait = float(move_wait)
         self._lock = threading.RLock()
+        self._pool: ThreadPoolExecutor | None = None
         self._databases: dict[str, _Database] = {}
         self._owner: list[_Database] = []
+        self._stamp = self._file_stamp()
         try:
             self._attach(self._map)
         except BaseException:
@@ -452,14 +451,41 @@ class ShardedMessageService(MessageService):
         ]
         self._map = shard_map
 
-    def _reload(self, deadline: float) -> bool:
-        """Re-read the map file until it differs (or ``deadline``); True if it did."""
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            found = os.stat(self._path)
+        except OSError:
+            return None
+        return (found.st_mtime_ns, found.st_ino, found.st_size)
+
+    def _refresh(self) -> None:
+        """Reload the map if its file was rewritten (a move finished elsewhere).
+
+        Reads of cached messages never reach the old database's fence, so a
+        process would otherwise answer them from its stale cache for ever.
+        """
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            fresh = ShardMap.load(self._path)  # type: ignore[arg-type]
+            if fresh != self._map:
+                self._attach(fresh)
+            self._stamp = stamp
+
+    def _reload(self, deadline: float, seen: ShardMap) -> bool:
+        """A newer map than ``seen``: re-read the file until it differs from
+        ``seen`` (or ``deadline``); True if the map in force changed."""
         if self._path is None:
             return False
         with self._lock:
             while True:
+                if self._map is not seen:
+                    return True  # another thread has reloaded it meanwhile
                 fresh = ShardMap.load(self._path)
-                if fresh != self._map:
+                if fresh != seen:
                     self._attach(fresh)
                     return True
                 if time.monotonic() >= deadline:
@@ -496,7 +522,9 @@ class ShardedMessageService(MessageService):
         """``call`` on ``msg_id``'s database, waiting out a move of its shard."""
         deadline = time.monotonic() + self._move_wait
         pause = 0.01
+        self._refresh()
         while True:
+            seen = self._map
             database = self._route(msg_id)
             try:
                 return call(database.service)
@@ -504,12 +532,14 @@ class ShardedMessageService(MessageService):
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(pause)
-                pause = min(pause * 2, 0.2)
+                pause = min(pause * 2, 0.05)
             except ShardMoved:
-                if not self._reload(deadline):
+                if not self._reload(deadline, seen):
                     raise
             except MessageNotFound:
-                if self._still_owned(database, msg_id) or not self._reload(deadline):
+                if self._still_owned(database, msg_id) or not self._reload(
+                    deadline, seen
+                ):
                     raise
 
     def _still_owned(self, database: _Database, msg_id: str) -> bool:
@@ -551,7 +581,9 @@ class ShardedMessageService(MessageService):
         outcomes: list[MessageView | MsgStateError | None] = [None] * len(todo)
         waiting = list(range(len(todo)))
         deadline = time.monotonic() + self._move_wait
+        self._refresh()
         while waiting:
+            seen = self._map
             groups: dict[str, list[int]] = {}
             for index in waiting:
                 item = todo[index]
@@ -563,12 +595,13 @@ class ShardedMessageService(MessageService):
                 groups.setdefault(url, []).append(index)
             waiting = []
             for url, indexes in groups.items():
-                service = self._databases[url].service
+                database = self._databases[url]
+                service = database.service
                 try:
                     answers = service._many([todo[i] for i in indexes], command)
                 except (ShardMoving, ShardMoved) as error:
                     if time.monotonic() < deadline and (
-                        isinstance(error, ShardMoving) or self._reload(deadline)
+                        isinstance(error, ShardMoving) or self._reload(deadline, seen)
                     ):
                         time.sleep(0.05 if isinstance(error, ShardMoving) else 0)
                         waiting.extend(indexes)
@@ -576,8 +609,20 @@ class ShardedMessageService(MessageService):
                     answers = [error] * len(indexes)
                 except MsgStateError as error:
                     answers = [error] * len(indexes)
+                retry = {
+                    i
+                    for i, a in zip(indexes, answers, strict=True)
+                    if isinstance(a, MessageNotFound)
+                    and not self._still_owned(database, todo[i]["msg_id"])
+                }
+                if retry and not (
+                    time.monotonic() < deadline and self._reload(deadline, seen)
+                ):
+                    retry = set()
+                waiting.extend(sorted(retry))
                 for index, answer in zip(indexes, answers, strict=True):
-                    outcomes[index] = answer
+                    if index not in retry:
+                        outcomes[index] = answer
         return [o for o in outcomes if o is not None]
 
     # -- queries --
@@ -606,6 +651,20 @@ class ShardedMessageService(MessageService):
         """Whether the map gives ``msg_id`` to ``database`` (moves copy rows)."""
         return self._route(msg_id) is database
 
+    def _each(self, ask: Callable[[_Database], T]) -> list[T]:
+        """``ask`` of every database, concurrently (a thread each)."""
+        databases = list(self._databases.values())
+        if len(databases) == 1:
+            return [ask(databases[0])]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=min(32, len(databases)),
+                    thread_name_prefix="msgstate-shards",
+                )
+            pool = self._pool
+        return list(pool.map(ask, databases))
+
     def _merged(
         self,
         ask: Callable[[MessageService], list[T]],
@@ -614,10 +673,12 @@ class ShardedMessageService(MessageService):
         limit: int,
     ) -> list[T]:
         answers: list[T] = []
-        for database in list(self._databases.values()):
-            answers.extend(
-                a for a in ask(database.service) if self._owned(database, msg_id(a))
-            )
+        for database, found in zip(
+            list(self._databases.values()),
+            self._each(lambda d: ask(d.service)),
+            strict=True,
+        ):
+            answers.extend(a for a in found if self._owned(database, msg_id(a)))
         return heapq.nsmallest(limit, answers, key=key)
 
     def due_resends(
@@ -659,19 +720,47 @@ class ShardedMessageService(MessageService):
             limit,
         )
 
-    def status_counts(self) -> dict[MessageStatus, int]:
-        total: dict[MessageStatus, int] = {}
-        for database in list(self._databases.values()):
-            for status, n in database.service.status_counts().items():
+    def _counts(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Counts by status and failed by code, each message counted once.
+
+        During a move the shard's rows are in two databases' read models; the
+        copy that the database records as ``incoming`` or ``moved`` is left out.
+        """
+
+        def counts(database: _Database) -> tuple[dict[int, int], dict[int, int]]:
+            service = database.service
+            statuses = {int(k): v for k, v in service.status_counts().items()}
+            codes = dict(service.counts_by_error_code())
+            with service._storage_errors():
+                away = [
+                    shard
+                    for shard, (state, _, _) in database.tables.rows().items()
+                    if state in ("incoming", "moved")
+                ]
+                if away:
+                    less, fewer = database.tables.view_counts(away)
+                    for status, n in less.items():
+                        statuses[status] = statuses.get(status, 0) - n
+                    for code, n in fewer.items():
+                        codes[code] = codes.get(code, 0) - n
+            return statuses, codes
+
+        total: dict[int, int] = {}
+        by_code: dict[int, int] = {}
+        for statuses, codes in self._each(counts):
+            for status, n in statuses.items():
                 total[status] = total.get(status, 0) + n
-        return total
+            for code, n in codes.items():
+                by_code[code] = by_code.get(code, 0) + n
+        return total, {c: n for c, n in sorted(by_code.items()) if n}
+
+    def status_counts(self) -> dict[MessageStatus, int]:
+        total, _ = self._counts()
+        return {status: total.get(int(status), 0) for status in MessageStatus}
 
     def counts_by_error_code(self) -> dict[int, int]:
-        total: dict[int, int] = {}
-        for database in list(self._databases.values()):
-            for code, n in database.service.counts_by_error_code().items():
-                total[code] = total.get(code, 0) + n
-        return dict(sorted(total.items()))
+        _, by_code = self._counts()
+        return by_code
 
     def projection_lag(self) -> int:
         return sum(d.service.projection_lag() for d in list(self._databases.values()))
@@ -750,6 +839,10 @@ class ShardedMessageService(MessageService):
         )
 
     def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+            self._pool = None
         for database in list(getattr(self, "_databases", {}).values()):
             database.service.close()
 
@@ -942,17 +1035,22 @@ def move_shard(
     """Move ``shard`` of the map file ``path`` to the database ``to``, online.
 
     1. The target records the shard ``incoming``; its streams are copied
-       (versions, timestamps and bytes intact) while writers go on.
+       (versions, timestamps and bytes intact) while writers go on, and each
+       copied stream's last version is compared with the source's.
     2. The source freezes the shard (in-flight inserts finish first; later ones
-       wait, as :class:`ShardMoving`); the last events are copied.
-    3. Every stream's last version is compared in both databases.
-    4. The target takes the shard (``owned``), then the source records it
+       wait, as :class:`ShardMoving`); the events written meanwhile are copied,
+       and checked: the streams they touch have the same last version in both,
+       and both hold the same number of the shard's events and streams.
+    3. The target takes the shard (``owned``), then the source records it
        ``moved`` (its fence now refuses the shard's writes with ``SHARD_MOVED``).
-    5. The source's copy is deleted; the new map is written to ``path``.
+    4. The new map is written to ``path`` (writers that follow the file go on at
+       once); then the source's copy is deleted.
 
-    Each step is recorded in the databases, so running it again after a crash
-    resumes where it stopped (``abort=True`` instead rolls back a move that has
-    not handed over yet). Read models in the target catch up from its log.
+    Progress steps: ``copied``, ``frozen``, ``verified``, ``handed over``,
+    ``map written``, ``deleted``. Each step is recorded in the databases (and
+    the file), so running it again after a crash resumes where it stopped;
+    ``abort=True`` instead rolls back a move that has not handed over yet.
+    Read models in the target catch up from its own log.
     """
     started = time.monotonic()
     shard_map = ShardMap.load(path)
@@ -960,112 +1058,179 @@ def move_shard(
     if not isinstance(to, str) or not to:
         raise InvalidArgument(f"to must be a database URL, got {to!r}")
     check.integer("chunk", chunk, 1, 100_000)
+    persistence_env(to)  # InvalidArgument for a malformed URL
     say = progress or (lambda _step, _n: None)
-    source_url = shard_map.database_of(shard)
     options: dict[str, Any] = {"cipher_key": cipher_key, "compress": compress}
-    from msgstate._pg_shards import FROZEN, INCOMING, MOVED, OWNED
-
-    if to == source_url:
-        raise InvalidArgument(f"shard {shard} is already in {_redact(to)}")
+    source_url = shard_map.database_of(shard)
+    if source_url == to:
+        # Done already, or interrupted after the map was written: the source is
+        # the database that records the shard as moved.
+        source_url = _moved_from(shard_map, shard, to, options) or ""
+        if not source_url or abort:
+            raise InvalidArgument(
+                f"shard {shard} is already in {_redact(to)}"
+                + (" (the move was handed over; it can't be aborted)" if abort else "")
+            )
     source = _Database(source_url, MessageService.open(source_url, **options))
-    target = _Database(to, MessageService.open(to, **options))
-    frozen_at: float | None = None
+    try:
+        target = _Database(to, MessageService.open(to, **options))
+    except BaseException:
+        source.service.close()
+        raise
     try:
         with source.service._storage_errors(), target.service._storage_errors():
-            source.tables.ensure(shard_map.virtual_shards)
-            target.tables.ensure(shard_map.virtual_shards)
-            source_rows = source.tables.rows()
-            target.tables.claim([])  # an empty database owns nothing by default
-            target_rows = target.tables.rows()
-            src_state = source_rows.get(shard, ("", "", 0))[0]
-            tgt_state = target_rows.get(shard, ("", "", 0))[0]
-            resumed = tgt_state in (INCOMING, OWNED) or src_state == FROZEN
-            if abort:
-                if tgt_state == OWNED or src_state == MOVED:
-                    raise InvalidArgument(
-                        f"shard {shard} was handed over to {target.shown} already; "
-                        "finish the move by running it again without abort"
-                    )
-                target.tables.delete_shard(shard)
-                target.tables.forget_shard(shard)
-                source.tables.set_state(shard, OWNED)
-                say("aborted", 0)
-                return MoveReport(
-                    shard,
-                    source.shown,
-                    target.shown,
-                    0,
-                    0,
-                    time.monotonic() - started,
-                    0.0,
-                    resumed,
-                )
-            if src_state not in (OWNED, FROZEN, MOVED):
-                raise StorageError(
-                    f"shard map conflict: {source.shown} does not own shard {shard} "
-                    f"(it records {src_state or 'nothing'})"
-                )
-            if tgt_state not in ("", INCOMING, OWNED):
-                raise StorageError(
-                    f"shard map conflict: {target.shown} records shard {shard} as "
-                    f"{tgt_state}; it cannot receive it"
-                )
-            if tgt_state == "":
-                target.tables.set_state(shard, INCOMING, _redact(source_url))
-            copied_events = 0
-            if tgt_state != OWNED and src_state != MOVED:
-                # 1. Copy while writers go on (up to the log's end now).
-                watermark = target.tables.rows()[shard][2]
-                if src_state != FROZEN:
-                    end = source.tables.max_notification_id()
-                    watermark, n = _copy(source, target, shard, watermark, end, chunk)
-                    copied_events += n
-                    say("copied", copied_events)
-                    # 2. Freeze, then copy what arrived meanwhile.
-                    source.tables.set_state(shard, FROZEN)
-                frozen_at = time.monotonic()
-                say("frozen", 0)
-                watermark, n = _copy(source, target, shard, watermark, None, chunk)
-                copied_events += n
-                target.tables.insert_side_rows(source.tables.side_rows(shard))
-                # 3. Verify.
-                here = source.tables.last_versions(shard)
-                there = target.tables.last_versions(shard)
-                if here != there:
-                    differ = sum(
-                        1 for k in set(here) | set(there) if here.get(k) != there.get(k)
-                    )
-                    raise StorageError(
-                        f"shard {shard}: the copy in {target.shown} differs from "
-                        f"{source.shown} in {differ} of {len(here)} streams; nothing "
-                        "was handed over (run the move again to resume, or abort)"
-                    )
-                say("verified", len(here))
-                # 4. Hand over: target first, then the source's fence.
-                target.tables.set_state(shard, OWNED)
-            if src_state != MOVED:
-                source.tables.set_state(shard, MOVED, _redact(to))
-            frozen_seconds = 0.0 if frozen_at is None else time.monotonic() - frozen_at
-            say("handed over", 0)
-            # 5. The source's copy goes, then the new map is written.
-            streams = len(target.tables.last_versions(shard))
-            source.tables.delete_shard(shard)
-            say("deleted", streams)
-            ShardMap.load(path).moved(shard, to).save(path)
-            say("map written", 0)
+            return _move(
+                path, shard_map, shard, source, target, chunk, say, abort, started
+            )
     finally:
         source.service.close()
         target.service.close()
-    return MoveReport(
-        shard,
-        source.shown,
-        target.shown,
-        streams,
-        copied_events,
-        time.monotonic() - started,
-        frozen_seconds,
-        resumed,
-    )
+
+
+def _moved_from(
+    shard_map: ShardMap, shard: int, to: str, options: dict[str, Any]
+) -> str | None:
+    """The map's database that records ``shard`` as moved (to ``to``), if any."""
+    from msgstate._pg_shards import MOVED
+
+    for url in shard_map.databases:
+        if url == to:
+            continue
+        database = _Database(url, MessageService.open(url, **options))
+        try:
+            with database.service._storage_errors():
+                state = database.tables.rows().get(shard, ("", "", 0))[0]
+                held = database.tables.summary(shard)[0]
+        except StorageError:
+            continue  # no shard records yet: it never took part in a move
+        finally:
+            database.service.close()
+        if state == MOVED and held:
+            return url
+    return None
+
+
+def _move(
+    path: str | os.PathLike[str],
+    shard_map: ShardMap,
+    shard: int,
+    source: _Database,
+    target: _Database,
+    chunk: int,
+    say: Callable[[str, int], None],
+    abort: bool,
+    started: float,
+) -> MoveReport:
+    from msgstate._pg_shards import FROZEN, INCOMING, MOVED, OWNED
+
+    source.tables.ensure(shard_map.virtual_shards)
+    target.tables.ensure(shard_map.virtual_shards)
+    target.tables.claim([])  # a new database owns nothing until handed a shard
+    src_state = source.tables.rows().get(shard, ("", "", 0))[0]
+    tgt_state = target.tables.rows().get(shard, ("", "", 0))[0]
+    resumed = tgt_state in (INCOMING, OWNED) or src_state in (FROZEN, MOVED)
+
+    def report(streams: int, events: int, frozen: float) -> MoveReport:
+        return MoveReport(
+            shard,
+            source.shown,
+            target.shown,
+            streams,
+            events,
+            time.monotonic() - started,
+            frozen,
+            resumed,
+        )
+
+    if abort:
+        if tgt_state == OWNED or src_state == MOVED:
+            raise InvalidArgument(
+                f"shard {shard} was handed over to {target.shown} already; "
+                "finish the move by running it again without abort"
+            )
+        target.tables.delete_shard(shard, forget=True)
+        if src_state == FROZEN:
+            source.tables.set_state(shard, OWNED)
+        say("aborted", 0)
+        return report(0, 0, 0.0)
+    src_peer = source.tables.rows().get(shard, ("", "", 0))[1]
+    if src_state == MOVED and (tgt_state != OWNED or src_peer != _redact(target.url)):
+        raise StorageError(
+            f"shard map conflict: {source.shown} handed shard {shard} over to "
+            f"{src_peer or 'another database'} already; finish that move by "
+            "running it again with that target"
+        )
+    if src_state not in (OWNED, FROZEN, MOVED):
+        raise StorageError(
+            f"shard map conflict: {source.shown} does not own shard {shard} "
+            f"(it records {src_state or 'nothing'})"
+        )
+    if tgt_state not in ("", INCOMING, OWNED):
+        raise StorageError(
+            f"shard map conflict: {target.shown} records shard {shard} as "
+            f"{tgt_state}; it cannot receive it"
+        )
+    copied = 0
+    frozen_at: float | None = None
+    if tgt_state != OWNED and src_state != MOVED:
+        if tgt_state == "":
+            target.tables.set_state(shard, INCOMING, _redact(source.url))
+        watermark = target.tables.rows()[shard][2]
+        if src_state != FROZEN:
+            # 1. Copy while writers go on (up to the log's end now), and check.
+            end = source.tables.max_notification_id()
+            watermark, n, _ = _copy(source, target, shard, watermark, end, chunk)
+            copied += n
+            say("copied", copied)
+            _verify(source, target, shard, source.tables.last_versions(shard, end))
+            # 2. Freeze (in-flight inserts finish first), then copy the rest.
+            source.tables.set_state(shard, FROZEN)
+        frozen_at = time.monotonic()
+        say("frozen", 0)
+        watermark, n, touched = _copy(source, target, shard, watermark, None, chunk)
+        copied += n
+        target.tables.insert_side_rows(source.tables.side_rows(shard))
+        if src_state == FROZEN:  # resumed while frozen: check every stream
+            _verify(source, target, shard, source.tables.last_versions(shard))
+        else:
+            _verify(source, target, shard, source.tables.versions_of(touched))
+        here, there = source.tables.summary(shard), target.tables.summary(shard)
+        if here != there:
+            raise StorageError(
+                f"shard {shard}: {target.shown} holds {there[0]} events in "
+                f"{there[1]} streams, {source.shown} {here[0]} in {here[1]}; "
+                "nothing was handed over (run the move again, or abort)"
+            )
+        say("verified", here[1])
+        # 3. Hand over: the target first, then the source's fence.
+        target.tables.set_state(shard, OWNED)
+    if src_state != MOVED:
+        source.tables.set_state(shard, MOVED, _redact(target.url))
+    frozen = 0.0 if frozen_at is None else time.monotonic() - frozen_at
+    say("handed over", 0)
+    # 4. The new map (writers following the file go on), then the old copy goes.
+    current = ShardMap.load(path)
+    if current.database_of(shard) != target.url:
+        current.moved(shard, target.url).save(path)
+    say("map written", 0)
+    streams = target.tables.summary(shard)[1]
+    source.tables.delete_shard(shard)
+    say("deleted", streams)
+    return report(streams, copied, frozen)
+
+
+def _verify(
+    source: _Database, target: _Database, shard: int, here: dict[UUID, int]
+) -> None:
+    """Each stream in ``here`` has the same last version in the target."""
+    there = target.tables.versions_of(list(here))
+    differ = [k for k in here if here[k] != there.get(k)]
+    if differ:
+        raise StorageError(
+            f"shard {shard}: the copy in {target.shown} differs from "
+            f"{source.shown} in {len(differ)} of {len(here)} streams; nothing "
+            "was handed over (run the move again to resume, or abort)"
+        )
 
 
 def _copy(
@@ -1075,14 +1240,17 @@ def _copy(
     watermark: int,
     until: int | None,
     chunk: int,
-) -> tuple[int, int]:
+) -> tuple[int, int, list[UUID]]:
+    """Copy the shard's events after ``watermark``: (watermark, count, streams)."""
     copied = 0
+    touched: set[UUID] = set()
     while True:
         rows = source.tables.events_after(shard, watermark, until, chunk)
         if not rows:
-            return watermark, copied
+            return watermark, copied, sorted(touched)
         watermark = int(rows[-1]["notification_id"])
         target.tables.insert_copies(shard, rows, watermark)
+        touched.update(UUID(str(r["originator_id"])) for r in rows)
         copied += len(rows)
 
 

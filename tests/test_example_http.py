@@ -21,6 +21,7 @@ from msgstate import (
     ResendPolicy,
     StorageError,
 )
+from tests import shardpg
 from tests.support import FakeClock
 
 with warnings.catch_warnings():
@@ -45,9 +46,12 @@ def load_example(name: str = "msgstate_example_http_backend") -> ModuleType:
 http_backend = load_example()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "shards"])
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MessageService]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/h.db"
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path}/h.db",
+    }.get(request.param) or f"shards://{shardpg.fresh_map(tmp_path)}"
     opened = MessageService.open(
         url, policy=ResendPolicy(max_attempts=3), clock=FakeClock()
     )
