@@ -346,10 +346,11 @@ class ShardedMessageService(MessageService):
     ``databases`` holds each database's own service (for per-database work such
     as ``archive``).
 
-    While a shard moves, its commands wait up to ``MOVE_WAIT`` seconds (then
-    :class:`ShardMoving`). Opened from a file, the service reloads the map when
-    a database says a shard has moved; opened from a :class:`ShardMap`, it raises
-    :class:`ShardMoved`.
+    While a shard moves, its commands wait up to ``move_wait`` seconds (default
+    :data:`MOVE_WAIT`; then :class:`ShardMoving`). Opened from a file, the
+    service re-reads the map when the file changes (checked before each command)
+    or a database says a shard has moved; opened from a :class:`ShardMap`, it
+    raises :class:`ShardMoved`.
     """
 
     def __init__(
@@ -667,18 +668,25 @@ class ShardedMessageService(MessageService):
 
     def _merged(
         self,
-        ask: Callable[[MessageService], list[T]],
+        ask: Callable[[MessageService, int], list[T]],
         key: Callable[[T], Any],
         msg_id: Callable[[T], str],
         limit: int,
     ) -> list[T]:
+        """Each database's first ``limit`` answers, merged by ``key``.
+
+        An answer from a database the map does not give its message to (a
+        shard's other copy, mid-move) is dropped: the database the map names
+        holds the same row, so the merge stays exact.
+        """
+
+        def owned(database: _Database) -> list[T]:
+            found = ask(database.service, limit)
+            return [a for a in found if self._owned(database, msg_id(a))]
+
         answers: list[T] = []
-        for database, found in zip(
-            list(self._databases.values()),
-            self._each(lambda d: ask(d.service)),
-            strict=True,
-        ):
-            answers.extend(a for a in found if self._owned(database, msg_id(a)))
+        for kept in self._each(owned):
+            answers.extend(kept)
         return heapq.nsmallest(limit, answers, key=key)
 
     def due_resends(
@@ -687,7 +695,7 @@ class ShardedMessageService(MessageService):
         moment = self.now() if now is None else now
         check.integer("limit", limit, 1, 100_000)
         return self._merged(
-            lambda s: s.due_resends(moment, limit),
+            lambda s, n: s.due_resends(moment, n),
             lambda v: (v.next_retry_at, self.stream_id(v.msg_id).bytes),
             lambda v: v.msg_id,
             limit,
@@ -699,7 +707,7 @@ class ShardedMessageService(MessageService):
         moment = self.now() if now is None else now
         check.integer("limit", limit, 1, 100_000)
         return self._merged(
-            lambda s: s.stuck_sends(moment, limit),
+            lambda s, n: s.stuck_sends(moment, n),
             lambda v: (v.updated_at, self.stream_id(v.msg_id).bytes),
             lambda v: v.msg_id,
             limit,
@@ -714,7 +722,7 @@ class ShardedMessageService(MessageService):
         moment = self.now() if now is None else now
         check.integer("limit", limit, 1, 100_000)
         return self._merged(
-            lambda s: s.dead_letters(moment, limit, after),
+            lambda s, n: s.dead_letters(moment, n, after),
             lambda d: d.msg_id,
             lambda d: d.msg_id,
             limit,
@@ -920,6 +928,7 @@ class ShardedBatch(Batch):
     def __enter__(self) -> ShardedBatch:
         if self._state != "new":
             raise InvalidArgument("a batch is used once; start a new one")
+        self._service._refresh()
         self._state = "open"
         return self
 
