@@ -381,6 +381,16 @@ class ShardTables:
             )
             return {UUID(str(r["originator_id"])): int(r["v"]) for r in curs.fetchall()}
 
+    def last_versions_all(self) -> set[UUID]:
+        """Every stream id in the events table (read only)."""
+        from psycopg.sql import SQL
+
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT DISTINCT originator_id FROM {0}").format(self.events)
+            )
+            return {UUID(str(r["originator_id"])) for r in curs.fetchall()}
+
     def delete_shard(self, shard: int, *, forget: bool = False) -> int:
         """Delete the shard's events, snapshots, read-model rows and keys here
         (and with ``forget``, this database's record of the shard: one

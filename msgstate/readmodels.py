@@ -119,23 +119,34 @@ class ReadModels:
         check.integer("limit", limit, 1, 100_000)
         after = None if after is None else check.text("after", after, max_chars=128)
         self._maybe_catch_up()
-        with self._messages.storage_errors():
-            page = self._views.dead_page(
-                self._policy_query, moment.timestamp(), limit, after
+        letters: list[DeadLetter] = []
+        cursor = after
+        # Rows found stale (delivered or resent since the read model saw them)
+        # are skipped; read on so that a short page always means the end.
+        while len(letters) < limit:
+            with self._messages.storage_errors():
+                page = self._views.dead_page(
+                    self._policy_query, moment.timestamp(), limit, cursor
+                )
+            messages = self._messages.load_streams(
+                [aggregate_id for aggregate_id, _ in page]
             )
-        messages = self._messages.load_streams(
-            [aggregate_id for aggregate_id, _ in page]
-        )
-        letters = []
-        for aggregate_id, msg_id in page:
-            if aggregate_id not in messages:
-                continue  # the read model is never ahead of the store; be safe
-            view = self._messages.view(messages[aggregate_id])
-            if view.status is not MessageStatus.SEND_FAIL:
-                continue  # the row was stale: delivered or resent since
-            decision = self._policy.decide(view, moment)
-            if not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
-                letters.append(DeadLetter(msg_id, decision.code, decision.desc, view))
+            for aggregate_id, msg_id in page:
+                if aggregate_id not in messages:
+                    continue  # the read model is never ahead of the store; be safe
+                view = self._messages.view(messages[aggregate_id])
+                if view.status is not MessageStatus.SEND_FAIL:
+                    continue  # the row was stale: delivered or resent since
+                decision = self._policy.decide(view, moment)
+                if not decision.allowed and decision.code is not ErrorCode.TOO_EARLY:
+                    letters.append(
+                        DeadLetter(msg_id, decision.code, decision.desc, view)
+                    )
+                    if len(letters) == limit:
+                        break
+            if len(page) < limit:
+                break
+            cursor = page[-1][1]
         return letters
 
     def status_counts(self) -> dict[MessageStatus, int]:

@@ -130,7 +130,9 @@ def _parse_shards(url: str, spec: Any) -> tuple[int, ...]:
                 first, last = int(low), int(high)
                 if last < first:
                     raise ValueError
-                shards.extend(range(first, last + 1))
+                # No map has a shard >= MAX_VIRTUAL_SHARDS: stop there, and let
+                # the map's range check name the first shard outside it.
+                shards.extend(range(first, min(last, MAX_VIRTUAL_SHARDS) + 1))
         except ValueError:
             raise InvalidArgument(
                 f"shards of {_redact(url)!r}: {item!r} is not a shard number "
@@ -288,7 +290,7 @@ class ShardMap:
         """The map as TOML (what :meth:`load` reads)."""
         lines = [f"virtual_shards = {self.virtual_shards}", "", "[databases]"]
         for url, shards in self.databases.items():
-            lines.append(f"{json.dumps(url)} = {json.dumps(format_shards(shards))}")
+            lines.append(f"{_toml_string(url)} = {_toml_string(format_shards(shards))}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -304,6 +306,20 @@ class ShardMap:
         except BaseException:
             Path(scratch).unlink(missing_ok=True)
             raise
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (JSON's escapes are not all TOML's:
+    characters beyond U+FFFF must not become surrogate pairs)."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif char < " " or char == "\x7f":
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 def _map_and_path(
@@ -441,6 +457,10 @@ class ShardedMessageService(MessageService):
                 f"({', '.join(sorted(schemes))}); every database of a map must be "
                 "opened with the same cipher_key from its start"
             )
+        # Read every database's records first: a conflict anywhere refuses
+        # the map before any database claims a shard.
+        for database in opened:
+            _precheck_database(database, shard_map)
         for database in opened:
             _check_database(database, shard_map, self._options["create_tables"])
         for url in list(self._databases):
@@ -581,26 +601,34 @@ class ShardedMessageService(MessageService):
         todo = list(items)
         outcomes: list[MessageView | MsgStateError | None] = [None] * len(todo)
         waiting = list(range(len(todo)))
+        split: set[int] = set()  # items saved one transaction per shard
         deadline = time.monotonic() + self._move_wait
         self._refresh()
         while waiting:
             seen = self._map
-            groups: dict[str, list[int]] = {}
+            groups: dict[tuple[str, int | None], list[int]] = {}
             for index in waiting:
                 item = todo[index]
                 msg_id = item.get("msg_id") if isinstance(item, Mapping) else None
                 try:
                     url = self._route(msg_id).url  # type: ignore[arg-type]
+                    shard = self.shard(msg_id) if index in split else None  # type: ignore[arg-type]
                 except MsgStateError:
-                    url = next(iter(self._databases))  # it refuses the item itself
-                groups.setdefault(url, []).append(index)
+                    # It refuses the item itself: alone, so no move holds it up.
+                    url, shard = next(iter(self._databases)), -1
+                groups.setdefault((url, shard), []).append(index)
             waiting = []
-            for url, indexes in groups.items():
+            for (url, shard), indexes in groups.items():
                 database = self._databases[url]
                 service = database.service
                 try:
                     answers = service._many([todo[i] for i in indexes], command)
                 except (ShardMoving, ShardMoved) as error:
+                    if shard is None and len(indexes) > 1:
+                        # One shard's move must not hold up the database's others.
+                        split.update(indexes)
+                        waiting.extend(indexes)
+                        continue
                     if time.monotonic() < deadline and (
                         isinstance(error, ShardMoving) or self._reload(deadline, seen)
                     ):
@@ -867,9 +895,44 @@ class ShardedMessageService(MessageService):
         return f"ShardedMessageService({self._map!r})"
 
 
+def _precheck_database(database: _Database, shard_map: ShardMap) -> None:
+    """Refuse what :func:`_check_database` would, reading only (no claim)."""
+    from msgstate._pg_shards import SHARDS_TABLE
+    from msgstate.keys import read_settings
+
+    wanted = set(shard_map.databases[database.url])
+    tables = database.tables
+    with database.service._storage_errors():
+        recorded = read_settings(database.service.recorder).get("virtual_shards")
+        present = tables._present([SHARDS_TABLE, tables.events_name])
+        rows = tables.rows() if SHARDS_TABLE in present else {}
+        held: set[int] = set()
+        if not rows and tables.events_name in present:
+            held = {
+                shard_map.shard_of(stream_id)
+                for stream_id in tables.last_versions_all()
+            }
+    conflict = ""
+    if recorded not in (None, str(shard_map.virtual_shards)):
+        conflict = (
+            f"it was set up for virtual_shards = {recorded}, the map has "
+            f"{shard_map.virtual_shards} (fixed for the store's life)"
+        )
+    elif rows:
+        _refuse_disagreement(database, rows, wanted)
+    elif held - wanted:
+        conflict = (
+            f"it holds messages of shards {format_shards(held - wanted)}, which "
+            "the map gives to other databases"
+        )
+    if conflict:
+        raise StorageError(
+            f"shard map conflict at database {database.shown}: {conflict}"
+        )
+
+
 def _check_database(database: _Database, shard_map: ShardMap, create: bool) -> None:
     """Refuse a database whose records disagree with ``shard_map``."""
-    from msgstate._pg_shards import FROZEN, OWNED
 
     wanted = set(shard_map.databases[database.url])
     try:
@@ -887,6 +950,14 @@ def _check_database(database: _Database, shard_map: ShardMap, create: bool) -> N
             else f"shard map conflict at database {database.shown}: "
             + text.removeprefix("shard map conflict: ")
         ) from None
+    _refuse_disagreement(database, rows, wanted)
+
+
+def _refuse_disagreement(
+    database: _Database, rows: dict[int, tuple[str, str, int]], wanted: set[int]
+) -> None:
+    from msgstate._pg_shards import FROZEN, OWNED
+
     owned = {s for s, (state, _, _) in rows.items() if state in (OWNED, FROZEN)}
     if owned != wanted:
         extra = sorted(owned - wanted)

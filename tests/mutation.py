@@ -23,8 +23,8 @@ The tests run with the hypothesis profile ``mutation`` (derandomized, so a verdi
 reproducible) and without the PostgreSQL variants of the backend matrix (the logic
 mutated here is the same on every backend; PostgreSQL only makes each run slower).
 ``--postgres`` runs them too, for the modules only PostgreSQL reaches
-(``_pg_store``, ``_schema``, ``keys``, ``archive``); its results are kept apart, in
-``.mutation/<module>-postgres/``.
+(``_pg_store``, ``_schema``, ``keys``, ``archive``, ``shards``, ``_pg_shards``);
+its results are kept apart, in ``.mutation/<module>-postgres/``.
 """
 
 from __future__ import annotations
@@ -161,6 +161,18 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_rebuild_decoding.py",
         "tests/test_projections.py",
         "tests/test_rebuild_sql.py",
+    ),
+    "shards": (
+        "tests/test_shards_map.py",
+        "tests/test_shards.py",
+        "tests/test_shards_merge.py",
+        "tests/test_shards_runner.py",
+        "tests/test_shard_move.py",
+    ),
+    "_pg_shards": (
+        "tests/test_shards.py",
+        "tests/test_shards_merge.py",
+        "tests/test_shard_move.py",
     ),
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),

@@ -541,3 +541,25 @@ def test_a_stuck_send_in_a_forgettable_store_shows_its_personal_fields(
         assert ("alice", "bob") == (view.sender, view.user_id)
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_dead_letters_page_of_stale_rows_is_not_the_end(
+    backend: str, tmp_path: Path
+) -> None:
+    """Rows gone stale (delivered since the read model saw them) are skipped,
+    and the page reads on: a short page means the end, never a stale stretch."""
+    url = backend_url(backend, tmp_path)
+    service = MessageService.open(url, projections="external", clock=FakeClock())
+    ids = [f"d{i}" for i in range(6)]
+    for msg_id in ids:
+        service.create(msg_id, sender="s", user_id="u")
+        service.record_failure(msg_id, code=80001)  # never resent: dead
+    service.catch_up_projections()
+    for msg_id in ids[:3]:  # late deliveries the read model has not seen
+        service.record_delivery(msg_id, seq="1")
+    first = [d.msg_id for d in service.dead_letters(limit=3)]
+    rest = [d.msg_id for d in service.dead_letters(limit=3, after=ids[2])]
+    service.close()
+    assert ids[3:] == first
+    assert ids[3:] == rest
