@@ -61,6 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `benchmarks.*` importable
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.run import _num, table  # noqa: E402  (the same tables as run.py)
+
 DEFAULT_SERVERS = "127.0.0.1:5432,127.0.0.1:5433,127.0.0.1:5434,127.0.0.1:5435"
 DATABASE = "postgres"
 SCHEMA_PREFIX = "t_msgstate_shardbench_"
@@ -793,24 +795,6 @@ def measure_move(
 
 
 # -- the report --
-
-
-def table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    columns = zip(headers, *rows, strict=True)
-    widths = [max(len(str(x)) for x in column) for column in columns]
-
-    def line(cells: list[str]) -> str:
-        first, *rest = cells
-        return "  ".join(
-            [f"{first:<{widths[0]}}"]
-            + [f"{c:>{w}}" for c, w in zip(rest, widths[1:], strict=True)]
-        )
-
-    return [line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
 
 
 def report(results: dict[str, Any]) -> str:

@@ -563,6 +563,19 @@ class ShardedMessageService(MessageService):
                 ):
                     raise
 
+    def _moved_away(
+        self, database: _Database, indexes: list[int], todo: list[Any]
+    ) -> bool:
+        """Whether any item not found in ``database`` is of a shard it gave up."""
+        if self._path is None or not indexes:
+            return False
+        rows = database.tables.rows()
+        return any(
+            rows.get(self.shard(todo[i]["msg_id"]), ("", "", 0))[0]
+            not in ("owned", "frozen")
+            for i in indexes
+        )
+
     def _still_owned(self, database: _Database, msg_id: str) -> bool:
         if self._path is None:
             return True
@@ -638,12 +651,14 @@ class ShardedMessageService(MessageService):
                     answers = [error] * len(indexes)
                 except MsgStateError as error:
                     answers = [error] * len(indexes)
-                retry = {
+                missing = [
                     i
                     for i, a in zip(indexes, answers, strict=True)
                     if isinstance(a, MessageNotFound)
-                    and not self._still_owned(database, todo[i]["msg_id"])
-                }
+                ]
+                retry = (
+                    set(missing) if self._moved_away(database, missing, todo) else set()
+                )
                 if retry and not (
                     time.monotonic() < deadline and self._reload(deadline, seen)
                 ):
