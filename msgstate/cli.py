@@ -1613,6 +1613,11 @@ def _map_option(function: F) -> F:
 
 
 def _cipher_option(function: F) -> F:
+    function = click.option(
+        "--compress",
+        is_flag=True,
+        help="The map's stores are compressed (opened with compress=True).",
+    )(function)
     return click.option(
         "--cipher-key-file",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -1634,13 +1639,14 @@ def shards_group() -> None:
 @_cipher_option
 @json_option
 def shards_status_command(
-    map_file: Path, cipher_key_file: Path | None, as_json: bool
+    map_file: Path, cipher_key_file: Path | None, compress: bool, as_json: bool
 ) -> None:
     """Each database's shards (as the map and the database record them),
     messages and read-model lag; shards in the middle of a move are named."""
     report = shard_status(
         f"{SHARDS_SCHEME}//{map_file.resolve()}",
         cipher_key=_read_key(cipher_key_file),
+        compress=compress,
     )
     if as_json:
         _print_json(report)
@@ -1690,6 +1696,7 @@ def shards_move_command(
     abort: bool,
     chunk: int,
     cipher_key_file: Path | None,
+    compress: bool,
     as_json: bool,
 ) -> None:
     """Move one shard's messages to another database while the others keep
@@ -1710,6 +1717,7 @@ def shards_move_command(
         shard,
         to,
         cipher_key=_read_key(cipher_key_file),
+        compress=compress,
         chunk=chunk,
         progress=report,
         abort=abort,
