@@ -162,17 +162,21 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_projections.py",
         "tests/test_rebuild_sql.py",
     ),
+    # The in-process shard tests only: the stateful, multi-process and SIGKILL
+    # ones (test_shards_stateful, test_shards_processes, test_shard_move) take a
+    # minute each and would run for every surviving mutant.
     "shards": (
         "tests/test_shards_map.py",
         "tests/test_shards.py",
         "tests/test_shards_merge.py",
-        "tests/test_shards_runner.py",
-        "tests/test_shard_move.py",
+        "tests/test_shards_options.py",
+        "tests/test_shards_answers.py",
     ),
     "_pg_shards": (
         "tests/test_shards.py",
         "tests/test_shards_merge.py",
-        "tests/test_shard_move.py",
+        "tests/test_shards_options.py",
+        "tests/test_shards_answers.py",
     ),
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),
