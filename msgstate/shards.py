@@ -1294,7 +1294,7 @@ def _move(
             raise StorageError(
                 f"shard {shard}: {target.shown} holds {there[0]} events in "
                 f"{there[1]} streams, {source.shown} {here[0]} in {here[1]}; "
-                "nothing was handed over (run the move again, or abort)"
+                "nothing was handed over (abort the move, then run it again)"
             )
         say("verified", here[1])
         # 3. Hand over: the target first, then the source's fence.
@@ -1324,7 +1324,7 @@ def _verify(
         raise StorageError(
             f"shard {shard}: the copy in {target.shown} differs from "
             f"{source.shown} in {len(differ)} of {len(here)} streams; nothing "
-            "was handed over (run the move again to resume, or abort)"
+            "was handed over (abort the move, then run it again)"
         )
 
 

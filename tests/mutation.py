@@ -163,20 +163,42 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_rebuild_sql.py",
     ),
     # The in-process shard tests only: the stateful, multi-process and SIGKILL
-    # ones (test_shards_stateful, test_shards_processes, test_shard_move) take a
-    # minute each and would run for every surviving mutant.
+    # ones (test_shards_stateful, test_shards_processes, the first tests of
+    # test_shard_move) take a minute each and would run for every surviving
+    # mutant.
     "shards": (
         "tests/test_shards_map.py",
         "tests/test_shards.py",
         "tests/test_shards_merge.py",
         "tests/test_shards_options.py",
         "tests/test_shards_answers.py",
+        "tests/test_shards_answers_2.py",
+        "tests/test_shard_move.py::test_abort_before_the_handover_restores_the_source",
+        "tests/test_shard_move.py::test_abort_after_the_handover_is_refused_and_resume_finishes",
+        "tests/test_shard_move.py::test_moving_a_shard_to_its_owner_is_refused",
+        "tests/test_shard_move.py::test_moving_a_shard_to_its_owner_in_a_new_map_is_refused",
+        "tests/test_shard_move.py::test_moving_a_shard_the_map_gives_to_a_database_without_it_is_refused",
+        "tests/test_shard_move.py::test_a_move_after_an_aborted_one_keeps_every_event",
+        "tests/test_shard_move.py::test_resuming_a_handed_over_move_with_another_target_is_refused",
+        "tests/test_shard_move.py::test_a_process_with_the_old_map_reads_what_the_new_database_holds",
+        "tests/test_shard_move.py::test_bulk_commands_with_the_old_map_follow_a_moved_shard",
+        "tests/test_shard_move.py::test_counts_during_a_move_count_each_message_once",
     ),
     "_pg_shards": (
         "tests/test_shards.py",
         "tests/test_shards_merge.py",
         "tests/test_shards_options.py",
         "tests/test_shards_answers.py",
+        "tests/test_shard_move.py::test_abort_before_the_handover_restores_the_source",
+        "tests/test_shard_move.py::test_abort_after_the_handover_is_refused_and_resume_finishes",
+        "tests/test_shard_move.py::test_moving_a_shard_to_its_owner_is_refused",
+        "tests/test_shard_move.py::test_moving_a_shard_to_its_owner_in_a_new_map_is_refused",
+        "tests/test_shard_move.py::test_moving_a_shard_the_map_gives_to_a_database_without_it_is_refused",
+        "tests/test_shard_move.py::test_a_move_after_an_aborted_one_keeps_every_event",
+        "tests/test_shard_move.py::test_resuming_a_handed_over_move_with_another_target_is_refused",
+        "tests/test_shard_move.py::test_a_process_with_the_old_map_reads_what_the_new_database_holds",
+        "tests/test_shard_move.py::test_bulk_commands_with_the_old_map_follow_a_moved_shard",
+        "tests/test_shard_move.py::test_counts_during_a_move_count_each_message_once",
     ),
     "metrics": ("tests/test_web.py",),
     "web/auth": ("tests/test_web_auth.py", "tests/test_web.py"),

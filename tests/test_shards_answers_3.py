@@ -1,0 +1,155 @@
+"""Shard moves: the report, the source's refusal and the copy check, exactly
+(written to kill mutants of ``shards._move`` and ``_verify``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from msgstate import InvalidArgument, MessageService, ShardMap, StorageError, move_shard
+from msgstate._pg_shards import INCOMING, OWNED, ShardTables
+from msgstate.storage import _redact
+from tests import shardpg
+
+SHARD = 3  # of 16: in the first database of shardpg.even_map (0-4)
+
+
+def shard_ids(service: Any, shard: int, count: int) -> list[str]:
+    found: list[str] = []
+    i = 0
+    while len(found) < count:
+        i += 1
+        if service.shard(f"v{i}") == shard:
+            found.append(f"v{i}")
+    return found
+
+
+def states(url: str) -> dict[int, str]:
+    service = MessageService.open(url)
+    try:
+        return {s: row[0] for s, row in ShardTables(service).rows().items()}
+    finally:
+        service.close()
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[Path, list[str]]:
+    path = shardpg.fresh_map(tmp_path)
+    service = MessageService.open(f"shards://{path}")
+    ids = shard_ids(service, SHARD, 5)
+    for msg_id in ids:
+        service.create(msg_id, sender="s", user_id="u")
+        service.record_failure(msg_id, code=6012)
+    service.close()
+    return path, ids
+
+
+def test_a_move_reports_what_it_moved(filled: tuple[Path, list[str]]) -> None:
+    path, ids = filled
+    old = ShardMap.load(path)
+    source = old.database_of(SHARD)
+    target = list(old.databases)[2]
+    report = move_shard(path, SHARD, target)
+    assert (SHARD, _redact(source), _redact(target)) == (
+        report.shard,
+        report.source,
+        report.target,
+    )
+    assert (len(ids), 2 * len(ids), False) == (
+        report.streams,
+        report.events,
+        report.resumed,
+    )
+    assert 0 <= report.frozen_seconds <= report.seconds
+
+
+def test_moving_from_a_database_that_records_no_shards_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = shardpg.fresh_map(tmp_path)  # written, never opened: nothing claimed
+    old = ShardMap.load(path)
+    source, target = old.database_of(SHARD), list(old.databases)[1]
+    with pytest.raises(StorageError) as refused:
+        move_shard(path, SHARD, target)
+    assert (
+        f"shard map conflict: {_redact(source)} does not own shard {SHARD} "
+        "(it records nothing)"
+    ) == refused.value.desc
+    assert old == ShardMap.load(path)
+
+
+def lose(which: int) -> Any:
+    """``insert_copies`` that drops row ``which`` of each chunk it copies."""
+    insert = ShardTables.insert_copies
+
+    def lossy(self: ShardTables, shard: int, rows: Any, watermark: int) -> None:
+        kept = [r for i, r in enumerate(rows) if i != which % max(1, len(rows))]
+        insert(self, shard, kept, watermark)
+
+    return lossy
+
+
+def test_a_copy_missing_a_last_version_is_not_handed_over(
+    filled: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, ids = filled
+    old = ShardMap.load(path)
+    source, target = old.database_of(SHARD), list(old.databases)[1]
+    with monkeypatch.context() as patch:
+        patch.setattr(ShardTables, "insert_copies", lose(-1))  # a stream's v2
+        with pytest.raises(StorageError) as refused:
+            move_shard(path, SHARD, target)
+    assert (
+        f"shard {SHARD}: the copy in {_redact(target)} differs from "
+        f"{_redact(source)} in 1 of {len(ids)} streams; nothing was handed over "
+        "(abort the move, then run it again)"
+    ) == refused.value.desc
+    assert OWNED == states(source)[SHARD]  # checked before the freeze
+    assert INCOMING == states(target)[SHARD]
+    assert old == ShardMap.load(path)
+    move_shard(path, SHARD, target, abort=True)
+    report = move_shard(path, SHARD, target)
+    assert len(ids) == report.streams
+    service = MessageService.open(f"shards://{path}")
+    assert [2] * len(ids) == [service.get(m).version for m in ids]
+    service.close()
+
+
+def test_a_copy_missing_an_early_event_is_not_handed_over(
+    filled: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, ids = filled
+    old = ShardMap.load(path)
+    source, target = old.database_of(SHARD), list(old.databases)[1]
+    with monkeypatch.context() as patch:
+        patch.setattr(ShardTables, "insert_copies", lose(0))  # a stream's v1
+        with pytest.raises(StorageError) as refused:
+            move_shard(path, SHARD, target)
+    events = 2 * len(ids)
+    assert (
+        f"shard {SHARD}: {_redact(target)} holds {events - 1} events in "
+        f"{len(ids)} streams, {_redact(source)} {events} in {len(ids)}; nothing "
+        "was handed over (abort the move, then run it again)"
+    ) == refused.value.desc
+    assert INCOMING == states(target)[SHARD]
+    assert old == ShardMap.load(path)
+
+
+def test_moved_refuses_a_shard_outside_the_map() -> None:
+    shard_map = ShardMap(4, {"postgresql://u@h/a": "0-1", "postgresql://u@h/b": "2-3"})
+    for bad in (-1, 4):
+        with pytest.raises(InvalidArgument) as refused:
+            shard_map.moved(bad, "postgresql://u@h/b")
+        assert "shard" in refused.value.desc
+        assert f"{bad!r}" in refused.value.desc
+    with pytest.raises(InvalidArgument) as refused:
+        shard_map.moved("1", "postgresql://u@h/b")  # type: ignore[arg-type]
+    assert refused.value.desc.startswith("shard ")
+    assert {"postgresql://u@h/a": (0, 1), "postgresql://u@h/b": (2, 3)} == dict(
+        shard_map.moved(3, "postgresql://u@h/b").databases
+    )
+    assert {"postgresql://u@h/a": (0, 1, 3), "postgresql://u@h/b": (2,)} == dict(
+        shard_map.moved(3, "postgresql://u@h/a").databases
+    )
