@@ -1019,8 +1019,7 @@ class ShardedBatch(Batch):
         return self
 
     def _part(self, msg_id: str) -> Batch:
-        if self._state != "open":
-            raise InvalidArgument("use the batch inside its with block")
+        self._check_open()
         database = self._service._route(msg_id)
         part = self._parts.get(database.url)
         if part is None:
@@ -1072,9 +1071,18 @@ class ShardedBatch(Batch):
         return tuple(m for part in self._parts.values() for m in part.changed)
 
     def prefetch(self, msg_ids: Iterable[str]) -> None:
+        """As :meth:`Batch.prefetch`, each database's ids in one go; invalid
+        ids are left for the commands to refuse (a lone ``str`` is refused)."""
+        self._check_open()
+        if isinstance(msg_ids, str | bytes | bytearray):
+            check.identifiers("msg_ids", msg_ids)  # the refusal of one str
         groups: dict[str, list[str]] = {}
-        for msg_id in check.identifiers("msg_ids", msg_ids):
-            groups.setdefault(self._service._route(msg_id).url, []).append(msg_id)
+        for msg_id in msg_ids:
+            try:
+                url = self._service._route(msg_id).url
+            except MsgStateError:
+                continue
+            groups.setdefault(url, []).append(msg_id)
         for ids in groups.values():
             self._part(ids[0]).prefetch(ids)
 
