@@ -173,6 +173,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_shards_options.py",
         "tests/test_shards_answers.py",
         "tests/test_shards_answers_2.py",
+        "tests/test_shards_answers_3.py",
         "tests/test_shard_move.py::test_abort_before_the_handover_restores_the_source",
         "tests/test_shard_move.py::test_abort_after_the_handover_is_refused_and_resume_finishes",
         "tests/test_shard_move.py::test_moving_a_shard_to_its_owner_is_refused",
@@ -189,6 +190,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_shards_merge.py",
         "tests/test_shards_options.py",
         "tests/test_shards_answers.py",
+        "tests/test_shards_answers_3.py",
         "tests/test_shard_move.py::test_abort_before_the_handover_restores_the_source",
         "tests/test_shard_move.py::test_abort_after_the_handover_is_refused_and_resume_finishes",
         "tests/test_shard_move.py::test_moving_a_shard_to_its_owner_is_refused",
@@ -474,6 +476,24 @@ _PROJECT = (
     "msgstate.repository.project plus an assert that each event is a "
     "CanMutateProtocol, which every Message event and eventsourcing's Snapshot "
     "is: the same message, only slower"
+)
+
+_DEFAULT_ROW = (
+    "only element [0] of the default row is read, and '' or 'XXXX' is neither "
+    "'owned' nor 'frozen': the default is used only for a shard the database "
+    "has no record of"
+)
+_BATCH_STATE = (
+    "_state is only compared with 'new' (__enter__) and 'open' (_check_open): "
+    "any other value after exit acts like 'closed'"
+)
+_SAME_LIMIT = (
+    "the upper bound of limit is checked again, with the same text, by each "
+    "database's own service"
+)
+_NO_RECORD = (
+    "differs only when the routed database has no record of the shard, which "
+    "an open map never routes to (opening refuses such a map)"
 )
 
 EQUIVALENT: dict[str, str] = {
@@ -1452,6 +1472,45 @@ EQUIVALENT: dict[str, str] = {
         "which only tests `if self.ensure_ascii`: byte-identical output to False"
     ),
     "msgstate.history.xǁHistoryǁget_at__mutmut_43": _PROJECT,
+    # -- shards (issue 11) --
+    "msgstate.shards.xǁShardedMessageServiceǁ_moved_away__mutmut_4": (
+        "True when there is no map file or no missing item changes nothing: with "
+        "no file _reload returns False at once and the retry set is cleared; with "
+        "no missing items the retry set is empty anyway"
+    ),
+    "msgstate.shards.xǁShardedMessageServiceǁ_moved_away__mutmut_14": _DEFAULT_ROW,
+    "msgstate.shards.xǁShardedMessageServiceǁ_moved_away__mutmut_15": _DEFAULT_ROW,
+    "msgstate.shards.xǁShardedMessageServiceǁ_moved_away__mutmut_16": _DEFAULT_ROW,
+    "msgstate.shards.xǁShardedBatchǁ__exit____mutmut_1": _BATCH_STATE,
+    "msgstate.shards.xǁShardedBatchǁ__exit____mutmut_2": _BATCH_STATE,
+    "msgstate.shards.xǁShardedBatchǁ__exit____mutmut_3": _BATCH_STATE,
+    "msgstate.shards.xǁShardedBatchǁ__exit____mutmut_8": (
+        "Batch.__exit__ only tests exc_type and never reads exc"
+    ),
+    "msgstate.shards.xǁShardedBatchǁ__exit____mutmut_9": (
+        "Batch.__exit__ never reads tb"
+    ),
+    "msgstate.shards.xǁShardedBatchǁ__exit____mutmut_21": (
+        "Batch.__exit__ empties its messages before saving, so the parts "
+        "parts[index-1:] adds (the saved one and the failed one) have no changed "
+        "ids and exiting them again does nothing; at index 0 the error is "
+        "re-raised before unsaved is read"
+    ),
+    "msgstate.shards.xǁShardedMessageServiceǁstuck_sends__mutmut_17": _SAME_LIMIT,
+    "msgstate.shards.xǁShardedMessageServiceǁdead_letters__mutmut_17": _SAME_LIMIT,
+    "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_2": (
+        "for a service opened from a ShardMap object _reload returns False at "
+        "once anyway, so raising at once or after it is the same"
+    ),
+    "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_5": _NO_RECORD,
+    "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_7": _NO_RECORD,
+    "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_9": _NO_RECORD,
+    "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_10": _NO_RECORD,
+    "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_11": _NO_RECORD,
+    "msgstate.shards.xǁShardedMessageServiceǁ_reload__mutmut_11": (
+        "> for >= at the exact deadline of a monotonic clock: one poll more or "
+        "less at an instant no test can hit"
+    ),
 }
 
 #: Passed to every pytest run mutmut makes (after the test selection).
