@@ -391,7 +391,7 @@ class ShardTables:
             )
             return {UUID(str(r["originator_id"])) for r in curs.fetchall()}
 
-    def delete_shard(self, shard: int, *, forget: bool = False) -> int:
+    def delete_shard(self, shard: int, *, forget: bool = False) -> None:
         """Delete the shard's events, snapshots, read-model rows and keys here
         (and with ``forget``, this database's record of the shard: one
         transaction)."""
@@ -409,7 +409,6 @@ class ShardTables:
                 ),
                 (shard,),
             )
-            deleted = int(curs.rowcount or 0)
             curs.execute(
                 SQL("DELETE FROM {0} WHERE {1}(id) = %s").format(
                     self.views, self.function
@@ -423,7 +422,6 @@ class ShardTables:
                     ),
                     (shard,),
                 )
-            return deleted
 
     def summary(self, shard: int) -> tuple[int, int]:
         """``(events, streams)`` of ``shard`` here."""
@@ -479,14 +477,6 @@ class ShardTables:
                     code = int(r["last_error_code"])
                     codes[code] = codes.get(code, 0) + n
             return statuses, codes
-
-    def stream_count(self) -> int:
-        from psycopg.sql import SQL
-
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT count(*) AS n FROM {0}").format(self.views))
-            row = curs.fetchone()
-            return int(row["n"]) if row else 0
 
 
 def fence_refusal(error: BaseException) -> tuple[str, str, str] | None:

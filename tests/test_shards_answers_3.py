@@ -153,3 +153,37 @@ def test_moved_refuses_a_shard_outside_the_map() -> None:
     assert {"postgresql://u@h/a": (0, 1, 3), "postgresql://u@h/b": (2,)} == dict(
         shard_map.moved(3, "postgresql://u@h/a").databases
     )
+
+
+def test_counts_mid_move_leave_out_every_row_of_the_incoming_copy(
+    tmp_path: Path,
+) -> None:
+    """The copy's rows are subtracted per status and per code, however many
+    (status, code) groups it has, delivered-after-failure ones included."""
+    path = shardpg.fresh_map(tmp_path)
+    service = MessageService.open(f"shards://{path}")
+    ids = shard_ids(service, SHARD, 9)
+    for i, msg_id in enumerate(ids):
+        service.create(msg_id, sender="s", user_id="u")
+        if i % 3 != 2:
+            service.record_failure(msg_id, code=6012 if i % 3 == 0 else 80001)
+        if i >= 6:
+            service.record_failure(msg_id, code=6012)
+            service.record_delivery(msg_id, seq="1")  # SEND_SUCC, a last code
+    statuses, codes = service.status_counts(), service.counts_by_error_code()
+    target = list(ShardMap.load(path).databases)[1]
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: str, _n: int) -> None:
+        if step == "copied":
+            raise Stop
+
+    with pytest.raises(Stop):
+        move_shard(path, SHARD, target, progress=stop)
+    service.catch_up_projections()
+    assert statuses == service.status_counts()
+    assert codes == service.counts_by_error_code()
+    assert 9 == sum(service.status_counts().values())
+    service.close()

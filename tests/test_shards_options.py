@@ -4,6 +4,7 @@ encryption (keyed stream ids), compression, snapshots and forgettable messages."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -143,3 +144,42 @@ def test_the_command_moves_an_encrypted_compressed_shard(
     reopened = open_map(path, key, FakeClock())
     assert {"text": "hi"} == reopened.get("m-1").content
     reopened.close()
+
+
+def test_a_move_leaves_nothing_of_the_shard_in_the_source(
+    secret_map: tuple[Path, str],
+) -> None:
+    path, key = secret_map
+    clock = FakeClock()
+    service = open_map(path, key, clock)
+    ids = [f"gone-{i}" for i in range(24)]
+    for msg_id in ids:
+        service.create(msg_id, sender="alice", user_id="bob")
+        service.record_failure(msg_id, code=6012)
+        service.record_delivery(msg_id, seq="1")  # snapshots every 2 events
+    shard = service.shard(ids[0])
+    source = service.shard_map.database_of(shard)
+    target = next(u for u in service.shard_map.databases if u != source)
+    moving = {service.stream_id(m) for m in ids if service.shard(m) == shard}
+    service.close()
+    move_shard(path, shard, target, cipher_key=key, compress=True)
+    for table, column in (
+        ("msgstate_events", "originator_id"),
+        ("msgstate_snapshots", "originator_id"),
+        ("msgstate_data_keys", "stream_id"),
+    ):
+        left = stream_ids(source, table, column)
+        there = stream_ids(target, table, column)
+        assert set() == left & moving, table
+        assert moving <= there, table
+
+
+def stream_ids(url: str, table: str, column: str) -> set[Any]:
+    base, _, schema = url.partition("?schema=")
+    with psycopg.connect(base) as connection:
+        rows = connection.execute(
+            sql.SQL("SELECT {} FROM {}.{}").format(
+                sql.Identifier(column), sql.Identifier(schema), sql.Identifier(table)
+            )
+        ).fetchall()
+    return {row[0] for row in rows}
