@@ -49,6 +49,7 @@ from msgstate.errors import (
 )
 from msgstate.policy import Decision, ResendPolicy
 from msgstate.projections import DeadLetter
+from msgstate.readmodels import CATCH_UP_BATCH
 from msgstate.status import MessageStatus
 from msgstate.storage import _redact, persistence_env
 from msgstate.views import HistoryEntry, MessageView
@@ -816,7 +817,7 @@ class ShardedMessageService(MessageService):
     def projection_lag(self) -> int:
         return sum(d.service.projection_lag() for d in list(self._databases.values()))
 
-    def catch_up_projections(self, *, batch: int = 1000) -> int:
+    def catch_up_projections(self, *, batch: int = CATCH_UP_BATCH) -> int:
         return sum(
             d.service.catch_up_projections(batch=batch)
             for d in list(self._databases.values())

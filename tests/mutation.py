@@ -491,6 +491,19 @@ _SAME_LIMIT = (
     "the upper bound of limit is checked again, with the same text, by each "
     "database's own service"
 )
+_GROUPING = (
+    "grouping the items per shard from the start, or only after a database's "
+    "group met a moving shard, gives every item the same outcome: only how many "
+    "transactions save them differs"
+)
+_INVALID_GROUP = (
+    "the key only keeps refused items apart; merged with a real shard's group "
+    "they still get their own refusal, one outcome per item"
+)
+_ASKED = (
+    "only databases in groups are asked (the comprehension's filter), so the "
+    "default of groups.get is never used"
+)
 _NO_RECORD = (
     "differs only when the routed database has no record of the shard, which "
     "an open map never routes to (opening refuses such a map)"
@@ -1507,6 +1520,12 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_9": _NO_RECORD,
     "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_10": _NO_RECORD,
     "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_11": _NO_RECORD,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_24": _GROUPING,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_26": _GROUPING,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_30": _INVALID_GROUP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_31": _INVALID_GROUP,
+    "msgstate.shards.xǁShardedMessageServiceǁexport_history__mutmut_25": _ASKED,
+    "msgstate.shards.xǁShardedMessageServiceǁexport_history__mutmut_27": _ASKED,
     "msgstate.shards.xǁShardedMessageServiceǁ_reload__mutmut_11": (
         "> for >= at the exact deadline of a monotonic clock: one poll more or "
         "less at an instant no test can hit"

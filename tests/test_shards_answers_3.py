@@ -187,3 +187,171 @@ def test_counts_mid_move_leave_out_every_row_of_the_incoming_copy(
     assert codes == service.counts_by_error_code()
     assert 9 == sum(service.status_counts().values())
     service.close()
+
+
+# -- due_resends: the default limit, the clock and a limit past 100 --
+
+
+@pytest.fixture(scope="module")
+def crowd() -> Any:
+    """A map of two databases where 250 messages (over 100 in each database)
+    fall due at the same moment."""
+    from datetime import timedelta
+
+    from msgstate import ResendPolicy
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    policy = ResendPolicy(initial_interval=timedelta(seconds=10), jitter=0.0)
+    service = MessageService.open(
+        shardpg.even_map(shardpg.fresh_urls(2)), clock=clock, policy=policy
+    )
+    for i in range(250):
+        msg_id = f"due-{i:03d}"
+        service.create(msg_id, sender="s", user_id="u")
+        service.record_failure(msg_id, code=6012)
+    yield service, clock
+    service.close()
+
+
+def test_due_resends_gives_100_by_default_and_reads_the_clock(crowd: Any) -> None:
+    service, clock = crowd
+    assert [] == service.due_resends()  # not yet: the backoff runs from now
+    clock.advance(seconds=60)
+    assert 100 == len(service.due_resends())
+    assert 100 == len(service.due_resends(clock()))
+
+
+def test_due_resends_gives_more_than_100_when_asked(crowd: Any) -> None:
+    service, clock = crowd
+    clock.advance(seconds=60)
+    due = service.due_resends(limit=250)
+    assert 250 == len(due)
+    assert sorted(v.msg_id for v in due) == [f"due-{i:03d}" for i in range(250)]
+
+
+# -- a batch's expire_send on a map --
+
+
+def test_a_batch_expires_stuck_sends_in_every_database(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from msgstate import ErrorCode, MessageStatus, ResendPolicy
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    policy = ResendPolicy(send_timeout=timedelta(seconds=30))
+    service = MessageService.open(
+        f"shards://{shardpg.fresh_map(tmp_path)}", clock=clock, policy=policy
+    )
+    ids = [f"stuck-{i}" for i in range(12)]
+    for msg_id in ids:
+        service.create(msg_id, sender="s", user_id="u")
+    clock.advance(seconds=31)
+    with service.batch() as batch:
+        views = [batch.expire_send(m, attempt=1, actor="sweeper") for m in ids]
+    assert [MessageStatus.SEND_FAIL] * 12 == [v.status for v in views]
+    assert ids == [v.msg_id for v in views]
+    got = [service.get(m) for m in ids]
+    assert [int(ErrorCode.SEND_TIMED_OUT)] * 12 == [v.last_error_code for v in got]
+    assert all("sweeper" in (v.last_error_desc or "") for v in got)
+    assert 3 == len({service.shard_map.database_of(service.shard(m)) for m in ids})
+    service.close()
+
+
+# -- a move interrupted after its map was written --
+
+
+def test_a_move_stopped_after_the_map_was_written_finishes_when_run_again(
+    filled: tuple[Path, list[str]],
+) -> None:
+    path, ids = filled
+    old = ShardMap.load(path)
+    source, target = old.database_of(SHARD), list(old.databases)[2]
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: str, _n: int) -> None:
+        if step == "map written":
+            raise Stop
+
+    with pytest.raises(Stop):
+        move_shard(path, SHARD, target, progress=stop)
+    assert target == ShardMap.load(path).database_of(SHARD)
+    report = move_shard(path, SHARD, target)  # the source's copy is deleted
+    assert (True, _redact(source), _redact(target)) == (
+        report.resumed,
+        report.source,
+        report.target,
+    )
+    assert (len(ids), 0) == (report.streams, report.events)
+    service = MessageService.open(source)
+    assert (0, 0) == ShardTables(service).summary(SHARD)
+    service.close()
+    with pytest.raises(InvalidArgument) as done:
+        move_shard(path, SHARD, target)
+    assert f"shard {SHARD} is already in {_redact(target)}" == done.value.desc
+    with pytest.raises(InvalidArgument) as late:
+        move_shard(path, SHARD, target, abort=True)
+    assert (
+        f"shard {SHARD} is already in {_redact(target)} (the move was handed "
+        "over; it can't be aborted)"
+    ) == late.value.desc
+
+
+def test_a_finished_move_is_found_past_a_database_never_opened(
+    tmp_path: Path,
+) -> None:
+    """A database added to the map file by hand (no shard records yet) is
+    skipped while looking for the move's source."""
+    path = shardpg.fresh_map(tmp_path)
+    service = MessageService.open(f"shards://{path}")
+    ids = shard_ids(service, SHARD, 3)
+    for msg_id in ids:
+        service.create(msg_id, sender="s", user_id="u")
+    service.close()
+    old = ShardMap.load(path)
+    target = list(old.databases)[1]
+    extra = shardpg.fresh_urls(1)[0]
+    with_extra = ShardMap(
+        old.virtual_shards,
+        {extra: "", **{u: ",".join(map(str, s)) for u, s in old.databases.items()}},
+    )
+    with_extra.save(path)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: str, _n: int) -> None:
+        if step == "map written":
+            raise Stop
+
+    with pytest.raises(Stop):
+        move_shard(path, SHARD, target, progress=stop)
+    report = move_shard(path, SHARD, target)
+    assert (True, len(ids)) == (report.resumed, report.streams)
+
+
+# -- prefetch goes on past an invalid id --
+
+
+def test_prefetch_goes_on_past_an_invalid_id(tmp_path: Path) -> None:
+    from msgstate import ConcurrencyConflict
+
+    shard_map = shardpg.even_map(shardpg.fresh_urls(3))
+    writer = MessageService.open(shard_map)
+    existing = [f"pre-{i}" for i in range(6)]
+    for msg_id in existing:
+        writer.create(msg_id, sender="alice", user_id="bob")
+    writer.close()
+    reader = MessageService.open(shard_map)  # nothing cached
+    try:
+        with reader.batch() as batch:
+            batch.prefetch(["", *existing])  # "" is left for a command to refuse
+            answers = [batch.create(m, sender="alice", user_id="bob") for m in existing]
+    except ConcurrencyConflict:  # ids after the "" were not read
+        pytest.fail("prefetch stopped at the invalid id")
+    finally:
+        reader.close()
+    assert [1] * 6 == [a.version for a in answers]
