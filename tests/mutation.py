@@ -504,6 +504,29 @@ _ASKED = (
     "only databases in groups are asked (the comprehension's filter), so the "
     "default of groups.get is never used"
 )
+_DEADLINE_EDGE = "< for <= at the exact deadline of a monotonic clock"
+_PAUSE = (
+    "the pause between tries: none while a shard is frozen is a busy wait with "
+    "the same outcome at the deadline; one before a reload only delays it"
+)
+_STRICT_ZIP = (
+    "a database's _many answers one outcome per item, so the lengths always "
+    "match and strict= never decides anything"
+)
+_POOL = (
+    "the thread pool's size and thread names: the same answers with any pool "
+    "(the default size, another name)"
+)
+_ALL_KEYS = (
+    "every status (and every code the copy has) is already a key: each "
+    "database's status_counts has every status, and the copy's rows are in its "
+    "own counts, so the default of .get is never used"
+)
+_PHASE_ONE = (
+    "the copy before the freeze going on past the log's end: the events after "
+    "it are copied then instead of after the freeze, in the same order, and "
+    "checked the same way"
+)
 _NO_RECORD = (
     "differs only when the routed database has no record of the shard, which "
     "an open map never routes to (opening refuses such a map)"
@@ -1526,6 +1549,36 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_31": _INVALID_GROUP,
     "msgstate.shards.xǁShardedMessageServiceǁexport_history__mutmut_25": _ASKED,
     "msgstate.shards.xǁShardedMessageServiceǁexport_history__mutmut_27": _ASKED,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_47": _GROUPING,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_53": _DEADLINE_EDGE,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_91": _DEADLINE_EDGE,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_60": _PAUSE,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_61": _PAUSE,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_73": _STRICT_ZIP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_76": _STRICT_ZIP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_77": _STRICT_ZIP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_101": _STRICT_ZIP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_104": _STRICT_ZIP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_many__mutmut_105": _STRICT_ZIP,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_9": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_10": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_11": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_12": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_17": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_18": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_each__mutmut_19": _POOL,
+    "msgstate.shards.xǁShardedMessageServiceǁ_counts__mutmut_17": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁ_counts__mutmut_19": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁ_counts__mutmut_20": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁ_counts__mutmut_24": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁ_counts__mutmut_26": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁ_counts__mutmut_27": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁstatus_counts__mutmut_3": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁstatus_counts__mutmut_5": _ALL_KEYS,
+    "msgstate.shards.xǁShardedMessageServiceǁstatus_counts__mutmut_7": _ALL_KEYS,
+    "msgstate.shards.x__move__mutmut_10": _DEFAULT_ROW,
+    "msgstate.shards.x__move__mutmut_11": _DEFAULT_ROW,
+    "msgstate.shards.x__copy__mutmut_8": _PHASE_ONE,
     "msgstate.shards.xǁShardedMessageServiceǁ_reload__mutmut_11": (
         "> for >= at the exact deadline of a monotonic clock: one poll more or "
         "less at an instant no test can hit"
