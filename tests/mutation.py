@@ -1579,6 +1579,14 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.shards.x__move__mutmut_10": _DEFAULT_ROW,
     "msgstate.shards.x__move__mutmut_11": _DEFAULT_ROW,
     "msgstate.shards.x__copy__mutmut_8": _PHASE_ONE,
+    "msgstate.shards.x__move__mutmut_19": _DEFAULT_ROW,
+    "msgstate.shards.x__move__mutmut_20": _DEFAULT_ROW,
+    "msgstate.shards.x__moved_from__mutmut_16": _DEFAULT_ROW,
+    "msgstate.shards.x__moved_from__mutmut_17": _DEFAULT_ROW,
+    "msgstate.shards.x__moved_from__mutmut_18": _DEFAULT_ROW,
+    "msgstate.shards.x__moved_from__mutmut_22": (
+        "a shard's stream count is non-zero exactly when its event count is"
+    ),
     "msgstate.shards.xǁShardedMessageServiceǁ_reload__mutmut_11": (
         "> for >= at the exact deadline of a monotonic clock: one poll more or "
         "less at an instant no test can hit"

@@ -452,3 +452,66 @@ def test_a_move_in_small_chunks_reports_every_event(
     target = list(ShardMap.load(path).databases)[1]
     report = move_shard(path, SHARD, target, chunk=3)
     assert (len(ids), 2 * len(ids)) == (report.streams, report.events)
+
+
+# -- abort: its report, and its refusal once the target owns the shard --
+
+
+def test_an_abort_reports_its_own_time(filled: tuple[Path, list[str]]) -> None:
+    path, _ = filled
+    target = list(ShardMap.load(path).databases)[1]
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: str, _n: int) -> None:
+        if step == "copied":
+            raise Stop
+
+    with pytest.raises(Stop):
+        move_shard(path, SHARD, target, progress=stop)
+    report = move_shard(path, SHARD, target, abort=True)
+    assert (0, 0, 0.0, True) == (
+        report.streams,
+        report.events,
+        report.frozen_seconds,
+        report.resumed,
+    )
+    assert 0 <= report.seconds < 60
+
+
+def test_no_abort_once_the_target_owns_the_shard(
+    filled: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between the target's taking the shard and the source's fence: the
+    target's copy is the shard now, so an abort (which deletes it) is refused."""
+    from msgstate._pg_shards import MOVED
+
+    path, ids = filled
+    old = ShardMap.load(path)
+    source, target = old.database_of(SHARD), list(old.databases)[1]
+    set_state = ShardTables.set_state
+
+    class Killed(Exception):
+        pass
+
+    def dies(self: ShardTables, shard: int, state: str, peer: str = "") -> None:
+        if state == MOVED:
+            raise Killed
+        set_state(self, shard, state, peer)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ShardTables, "set_state", dies)
+        with pytest.raises(Killed):
+            move_shard(path, SHARD, target)
+    assert OWNED == states(target)[SHARD]
+    with pytest.raises(InvalidArgument) as refused:
+        move_shard(path, SHARD, target, abort=True)
+    assert (
+        f"shard {SHARD} was handed over to {_redact(target)} already; finish the "
+        "move by running it again without abort"
+    ) == refused.value.desc
+    report = move_shard(path, SHARD, target)
+    assert (True, len(ids)) == (report.resumed, report.streams)
+    assert target == ShardMap.load(path).database_of(SHARD)
+    assert "moved" == states(source)[SHARD]

@@ -183,3 +183,28 @@ def stream_ids(url: str, table: str, column: str) -> set[Any]:
             )
         ).fetchall()
     return {row[0] for row in rows}
+
+
+def test_an_encrypted_move_stopped_after_its_map_finishes_when_run_again(
+    secret_map: tuple[Path, str],
+) -> None:
+    path, key = secret_map
+    service = open_map(path, key, FakeClock())
+    service.create("m-1", sender="alice", user_id="bob")
+    shard = service.shard("m-1")
+    owner = service.shard_map.database_of(shard)
+    target = next(u for u in service.shard_map.databases if u != owner)
+    service.close()
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: str, _n: int) -> None:
+        if step == "map written":
+            raise Stop
+
+    with pytest.raises(Stop):
+        move_shard(path, shard, target, cipher_key=key, compress=True, progress=stop)
+    report = move_shard(path, shard, target, cipher_key=key, compress=True)
+    assert (True, 1) == (report.resumed, report.streams)
+    assert set() == stream_ids(owner, "msgstate_events", "originator_id")
