@@ -487,10 +487,6 @@ _BATCH_STATE = (
     "_state is only compared with 'new' (__enter__) and 'open' (_check_open): "
     "any other value after exit acts like 'closed'"
 )
-_SAME_LIMIT = (
-    "the upper bound of limit is checked again, with the same text, by each "
-    "database's own service"
-)
 _GROUPING = (
     "grouping the items per shard from the start, or only after a database's "
     "group met a moving shard, gives every item the same outcome: only how many "
@@ -526,6 +522,10 @@ _PHASE_ONE = (
     "the copy before the freeze going on past the log's end: the events after "
     "it are copied then instead of after the freeze, in the same order, and "
     "checked the same way"
+)
+_CHAIN_BOUND = (
+    "the bound on how deep the cause chain is followed: the fence's error is "
+    "one or two links down, well inside any of these bounds"
 )
 _NO_RECORD = (
     "differs only when the routed database has no record of the shard, which "
@@ -1532,8 +1532,6 @@ EQUIVALENT: dict[str, str] = {
         "ids and exiting them again does nothing; at index 0 the error is "
         "re-raised before unsaved is read"
     ),
-    "msgstate.shards.xǁShardedMessageServiceǁstuck_sends__mutmut_17": _SAME_LIMIT,
-    "msgstate.shards.xǁShardedMessageServiceǁdead_letters__mutmut_17": _SAME_LIMIT,
     "msgstate.shards.xǁShardedMessageServiceǁ_still_owned__mutmut_2": (
         "for a service opened from a ShardMap object _reload returns False at "
         "once anyway, so raising at once or after it is the same"
@@ -1586,6 +1584,41 @@ EQUIVALENT: dict[str, str] = {
     "msgstate.shards.x__moved_from__mutmut_18": _DEFAULT_ROW,
     "msgstate.shards.x__moved_from__mutmut_22": (
         "a shard's stream count is non-zero exactly when its event count is"
+    ),
+    "msgstate._pg_shards.xǁShardTablesǁside_rows__mutmut_2": _READ_ONLY,
+    "msgstate._pg_shards.xǁShardTablesǁside_rows__mutmut_3": _READ_ONLY,
+    "msgstate._pg_shards.xǁShardTablesǁview_counts__mutmut_1": _READ_ONLY,
+    "msgstate._pg_shards.xǁShardTablesǁview_counts__mutmut_2": _READ_ONLY,
+    "msgstate._pg_shards.xǁShardTablesǁview_counts__mutmut_13": _SQL_CASE,
+    "msgstate._pg_shards.xǁShardTablesǁview_counts__mutmut_14": _SQL_CASE,
+    "msgstate._pg_shards.xǁShardTablesǁview_counts__mutmut_16": _SQL_CASE,
+    "msgstate._pg_shards.x_fence_refusal__mutmut_3": _CHAIN_BOUND,
+    "msgstate._pg_shards.x_fence_refusal__mutmut_6": _CHAIN_BOUND,
+    "msgstate._pg_shards.x_fence_refusal__mutmut_7": _CHAIN_BOUND,
+    "msgstate._pg_shards.x_fence_refusal__mutmut_42": _CHAIN_BOUND,
+    "msgstate._pg_shards.x_fence_refusal__mutmut_43": _CHAIN_BOUND,
+    "msgstate._pg_shards.x_fence_refusal__mutmut_44": _CHAIN_BOUND,
+    "msgstate._pg_shards.xǁShardTablesǁview_counts__mutmut_46": (
+        "rows are grouped by (status, code) and only SEND_FAIL rows count codes, "
+        "so each code comes once and its running total always starts at 0"
+    ),
+    "msgstate._pg_shards.x_fence_refusal__mutmut_16": (
+        "an error with a diag but another SQLSTATE has no SHARD_* hint (only the "
+        "fence's RAISE sets one), so it is passed over either way"
+    ),
+    "msgstate._pg_shards.x_fence_refusal__mutmut_22": (
+        "getattr without a default: every error with a diag is a psycopg error, "
+        "which always has sqlstate"
+    ),
+    "msgstate._pg_shards.x_fence_refusal__mutmut_30": (
+        "a missing hint as '' or 'XXXX': neither is SHARD_MOVING or SHARD_MOVED"
+    ),
+    "msgstate._pg_shards.x_fence_refusal__mutmut_37": (
+        "a RAISE always has a primary message, so the default is never used"
+    ),
+    "msgstate._pg_shards.x_fence_refusal__mutmut_41": (
+        "eventsourcing re-raises inside its except block with `from e`: "
+        "__cause__ and __context__ are the same psycopg error"
     ),
     "msgstate.shards.xǁShardedMessageServiceǁ_reload__mutmut_11": (
         "> for >= at the exact deadline of a monotonic clock: one poll more or "

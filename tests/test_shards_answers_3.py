@@ -229,6 +229,27 @@ def test_due_resends_gives_more_than_100_when_asked(crowd: Any) -> None:
     assert sorted(v.msg_id for v in due) == [f"due-{i:03d}" for i in range(250)]
 
 
+def test_stuck_sends_gives_more_than_100_when_asked(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from msgstate import ResendPolicy
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    service = MessageService.open(
+        shardpg.even_map(shardpg.fresh_urls(2)),
+        clock=clock,
+        policy=ResendPolicy(send_timeout=timedelta(seconds=30)),
+    )
+    with service.batch() as batch:
+        for i in range(250):
+            batch.create(f"stuck-{i:03d}", sender="s", user_id="u")
+    clock.advance(seconds=31)
+    stuck = service.stuck_sends(limit=250)
+    service.close()
+    assert [f"stuck-{i:03d}" for i in range(250)] == sorted(v.msg_id for v in stuck)
+
+
 # -- a batch's expire_send on a map --
 
 
