@@ -12,6 +12,7 @@ from msgstate import InvalidArgument, MessageService, ShardMap, StorageError, mo
 from msgstate._pg_shards import INCOMING, OWNED, ShardTables
 from msgstate.storage import _redact
 from tests import shardpg
+from tests.test_shard_move import Crash, crash_at
 
 SHARD = 3  # of 16: in the first database of shardpg.even_map (0-4)
 
@@ -172,15 +173,8 @@ def test_counts_mid_move_leave_out_every_row_of_the_incoming_copy(
     statuses, codes = service.status_counts(), service.counts_by_error_code()
     target = list(ShardMap.load(path).databases)[1]
 
-    class Stop(Exception):
-        pass
-
-    def stop(step: str, _n: int) -> None:
-        if step == "copied":
-            raise Stop
-
-    with pytest.raises(Stop):
-        move_shard(path, SHARD, target, progress=stop)
+    with pytest.raises(Crash):
+        move_shard(path, SHARD, target, progress=crash_at("copied"))
     service.catch_up_projections()
     assert statuses == service.status_counts()
     assert codes == service.counts_by_error_code()
@@ -289,15 +283,8 @@ def test_a_move_stopped_after_the_map_was_written_finishes_when_run_again(
     old = ShardMap.load(path)
     source, target = old.database_of(SHARD), list(old.databases)[2]
 
-    class Stop(Exception):
-        pass
-
-    def stop(step: str, _n: int) -> None:
-        if step == "map written":
-            raise Stop
-
-    with pytest.raises(Stop):
-        move_shard(path, SHARD, target, progress=stop)
+    with pytest.raises(Crash):
+        move_shard(path, SHARD, target, progress=crash_at("map written"))
     assert target == ShardMap.load(path).database_of(SHARD)
     report = move_shard(path, SHARD, target)  # the source's copy is deleted
     assert (True, _redact(source), _redact(target)) == (
@@ -340,15 +327,8 @@ def test_a_finished_move_is_found_past_a_database_never_opened(
     )
     with_extra.save(path)
 
-    class Stop(Exception):
-        pass
-
-    def stop(step: str, _n: int) -> None:
-        if step == "map written":
-            raise Stop
-
-    with pytest.raises(Stop):
-        move_shard(path, SHARD, target, progress=stop)
+    with pytest.raises(Crash):
+        move_shard(path, SHARD, target, progress=crash_at("map written"))
     report = move_shard(path, SHARD, target)
     assert (True, len(ids)) == (report.resumed, report.streams)
 
@@ -482,15 +462,8 @@ def test_an_abort_reports_its_own_time(filled: tuple[Path, list[str]]) -> None:
     path, _ = filled
     target = list(ShardMap.load(path).databases)[1]
 
-    class Stop(Exception):
-        pass
-
-    def stop(step: str, _n: int) -> None:
-        if step == "copied":
-            raise Stop
-
-    with pytest.raises(Stop):
-        move_shard(path, SHARD, target, progress=stop)
+    with pytest.raises(Crash):
+        move_shard(path, SHARD, target, progress=crash_at("copied"))
     report = move_shard(path, SHARD, target, abort=True)
     assert (0, 0, 0.0, True) == (
         report.streams,
